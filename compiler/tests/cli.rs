@@ -1,0 +1,112 @@
+//! The `ztpc` binary as a user runs it: exit codes, output streams, atomic writes.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("root").to_path_buf()
+}
+
+fn ztpc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ztpc"))
+        .args(args)
+        .current_dir(root())
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run ztpc")
+}
+
+fn s(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn build_writes_the_tree_and_one_summary_line() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = tmp.path().join("out");
+    let o = ztpc(&["build", "examples/lab/fabric.kdl", "-o", out.to_str().expect("utf8")]);
+    assert_eq!(o.status.code(), Some(0), "{}", s(&o.stderr));
+    assert_eq!(s(&o.stdout).lines().count(), 1, "stdout: {}", s(&o.stdout));
+    assert!(s(&o.stdout).contains("6 devices"));
+    assert!(s(&o.stderr).is_empty(), "stderr: {}", s(&o.stderr));
+    for f in ["dhcpd.conf", "kea-dhcp4.json", "runtime.json", "tftp/ztp.json", "tftp/SHA256SUMS"] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    let mode = std::fs::metadata(out.join("tftp/ztp.json")).expect("meta").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // Rebuilding over our own output is allowed and leaves no staging directories.
+    let o = ztpc(&["build", "examples/lab/fabric.kdl", "-o", out.to_str().expect("utf8")]);
+    assert_eq!(o.status.code(), Some(0));
+    let leftovers: Vec<_> =
+        std::fs::read_dir(tmp.path()).expect("ls").flatten().map(|e| e.file_name()).collect();
+    assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+}
+
+#[test]
+fn failed_build_leaves_the_directory_alone() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let missing = tmp.path().join("never");
+    let o = ztpc(&["build", "examples/invalid/bad-mac.kdl", "-o", missing.to_str().expect("utf8")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(s(&o.stderr).contains("ztp::value::mac"));
+    assert!(!missing.exists(), "a failed build created its output directory");
+
+    let out = tmp.path().join("out");
+    assert_eq!(
+        ztpc(&["build", "examples/lab/fabric.kdl", "-o", out.to_str().expect("utf8")]).status.code(),
+        Some(0)
+    );
+    let before = std::fs::read(out.join("dhcpd.conf")).expect("read");
+    let o = ztpc(&["build", "examples/invalid/many-errors.kdl", "-o", out.to_str().expect("utf8")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(std::fs::read(out.join("dhcpd.conf")).expect("read"), before);
+}
+
+#[test]
+fn refuses_to_replace_a_foreign_directory() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    std::fs::write(tmp.path().join("precious.txt"), "keep").expect("write");
+    let o = ztpc(&["build", "examples/lab/fabric.kdl", "-o", tmp.path().to_str().expect("utf8")]);
+    assert_eq!(o.status.code(), Some(2), "{}", s(&o.stderr));
+    assert!(s(&o.stderr).contains("not a ztpc output"));
+    assert!(tmp.path().join("precious.txt").is_file());
+}
+
+#[test]
+fn exit_codes() {
+    assert_eq!(ztpc(&["check", "examples/lab/fabric.kdl"]).status.code(), Some(0));
+    assert_eq!(ztpc(&["check", "examples/invalid/unknown-node.kdl"]).status.code(), Some(1));
+    assert_eq!(ztpc(&["check", "examples/no-such.kdl"]).status.code(), Some(2));
+    assert_eq!(ztpc(&["frobnicate"]).status.code(), Some(2));
+    assert_eq!(ztpc(&["check", "examples/dc1/fabric.kdl", "--env-file", "nope.env"]).status.code(), Some(2));
+    // A warning alone passes, and fails with --deny-warnings.
+    let o = ztpc(&["check", "examples/invalid/literal-secret.kdl"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(s(&o.stderr).contains("ztp::secret::literal"));
+    assert_eq!(
+        ztpc(&["check", "examples/invalid/literal-secret.kdl", "--deny-warnings"]).status.code(),
+        Some(1)
+    );
+}
+
+#[test]
+fn env_file_supplies_secrets_and_the_environment_wins() {
+    let o = ztpc(&["check", "examples/dc1/fabric.kdl"]);
+    assert_eq!(o.status.code(), Some(1), "dc1 needs its variables");
+    assert!(s(&o.stderr).contains("ztp::secret::env-unset"));
+    let o = ztpc(&["check", "examples/dc1/fabric.kdl", "--env-file", "examples/dc1/demo.env"]);
+    assert_eq!(o.status.code(), Some(0), "{}", s(&o.stderr));
+}
+
+#[test]
+fn help_explains_each_subcommand_with_an_example() {
+    for sub in ["build", "check"] {
+        let o = ztpc(&[sub, "--help"]);
+        assert_eq!(o.status.code(), Some(0));
+        let text = s(&o.stdout);
+        assert!(text.contains("Example"), "{sub} --help has no example:\n{text}");
+        assert!(text.contains("--deny-warnings"));
+    }
+    assert!(s(&ztpc(&["--help"]).stdout).contains("Exit codes"));
+}

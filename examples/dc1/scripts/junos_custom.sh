@@ -1,0 +1,5 @@
+#!/bin/sh
+# Stand-in Junos custom-config for examples/dc1 (a test value, not a real site script).
+# Runs on the switch during ZTP, before the system agent is installed.
+set -eu
+cli -c "configure; set system commit synchronize; commit and-quit"

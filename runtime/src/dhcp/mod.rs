@@ -1,0 +1,1 @@
+//! DHCP: recognition, the pure reply function, leases and the socket server.

@@ -1,0 +1,176 @@
+//! A generation: everything loaded from one artifact directory (or one in-memory compile
+//! of a fabric), immutable and shared behind an `Arc`. Each request and each transfer
+//! holds the generation it started with until it ends, so a reload never changes the
+//! bytes of a transfer in flight.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use ztpc::render::manifest::{Manifest, SCHEMA};
+use ztpc::render::{Artifacts, MANIFEST, TFTP_DIR};
+
+/// Why a directory (or a compile) cannot become the serving generation.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{0}: cannot read: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("{MANIFEST} is not valid: {0}")]
+    Manifest(serde_json::Error),
+    #[error("{MANIFEST} has schema {0}; this runtime reads schema {SCHEMA} (rebuild with a matching ztpc)")]
+    Schema(u32),
+    #[error("{0} is listed in {MANIFEST} but missing")]
+    MissingFile(String),
+    #[error("{0} does not match its sha256 in {MANIFEST} (half-written or edited by hand?)")]
+    Checksum(String),
+    #[error("image {0} is listed but missing or of the wrong size at {1}")]
+    Image(String, PathBuf),
+    #[error("the fabric does not compile: {0}")]
+    Compile(String),
+}
+
+/// A file of the served tree, held in memory (scripts and configs are small).
+#[derive(Debug, Clone)]
+pub struct TreeFile {
+    pub bytes: Bytes,
+    pub sha256: String,
+}
+
+/// A local image, served from where it is on disk.
+#[derive(Debug, Clone)]
+pub struct ImageFile {
+    pub path: PathBuf,
+    pub size: u64,
+    pub sha256: Option<String>,
+}
+
+/// What a TFTP or HTTP path resolves to.
+#[derive(Debug, Clone)]
+pub enum Served {
+    Tree(TreeFile),
+    Image(ImageFile),
+}
+
+#[derive(Debug)]
+pub struct Generation {
+    /// Short hash of runtime.json: names this generation in logs and the status API.
+    pub id: String,
+    pub manifest: Manifest,
+    files: HashMap<String, TreeFile>,
+    images: HashMap<String, ImageFile>,
+}
+
+pub type Shared = Arc<Generation>;
+
+fn sha256_hex(b: &[u8]) -> String {
+    Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl Generation {
+    /// Load and check an artifact directory written by `ztpc build`. Every file listed
+    /// in runtime.json must be present with its checksum; anything else is not served.
+    pub fn load_dir(dir: &Path) -> Result<Generation, LoadError> {
+        let mpath = dir.join(MANIFEST);
+        let raw = std::fs::read(&mpath).map_err(|e| LoadError::Read(mpath.clone(), e))?;
+        let manifest = parse_manifest(&raw)?;
+        let root = dir.join(&manifest.tftp_root);
+        let mut files = HashMap::with_capacity(manifest.files.len());
+        for f in &manifest.files {
+            let p = root.join(&f.path);
+            let bytes = match std::fs::read(&p) {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(LoadError::MissingFile(f.path.clone()));
+                }
+                Err(e) => return Err(LoadError::Read(p, e)),
+            };
+            if sha256_hex(&bytes) != f.sha256 {
+                return Err(LoadError::Checksum(f.path.clone()));
+            }
+            files.insert(f.path.clone(), TreeFile { bytes: Bytes::from(bytes), sha256: f.sha256.clone() });
+        }
+        let images = images(&manifest, dir)?;
+        Ok(Generation { id: sha256_hex(&raw)[..16].to_string(), manifest, files, images })
+    }
+
+    /// A generation from an in-memory build; local images are found from `base`, the
+    /// directory that the build's `fabric_dir_from_out` was relative to.
+    pub fn from_artifacts(art: &Artifacts, base: &Path) -> Result<Generation, LoadError> {
+        let raw = &art.get(MANIFEST).ok_or_else(|| LoadError::MissingFile(MANIFEST.into()))?.bytes;
+        let manifest = parse_manifest(raw)?;
+        let prefix = format!("{TFTP_DIR}/");
+        let files = art
+            .iter()
+            .filter_map(|(p, a)| {
+                let rel = p.strip_prefix(&prefix)?;
+                Some((rel.to_string(), TreeFile { sha256: sha256_hex(&a.bytes), bytes: Bytes::from(a.bytes.clone()) }))
+            })
+            .collect();
+        let images = images(&manifest, base)?;
+        Ok(Generation { id: sha256_hex(raw)[..16].to_string(), manifest, files, images })
+    }
+
+    /// Compile a fabric file in-process (`ztp-runtime fabric.kdl`), reading `(env)`
+    /// secrets from the process environment.
+    pub fn compile(fabric: &Path) -> Result<Generation, LoadError> {
+        let text = std::fs::read_to_string(fabric).map_err(|e| LoadError::Read(fabric.to_path_buf(), e))?;
+        let base = match fabric.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let env = |k: &str| std::env::var(k).ok();
+        let host = ztpc::Host { base_dir: base.clone(), env: &env };
+        let opts = ztpc::BuildOptions { fabric_dir_from_out: ".".into() };
+        let out = ztpc::build(&text, &host, &opts).map_err(LoadError::Compile)?;
+        match out.artifacts {
+            Some(art) if !out.diagnostics.has_errors() => Generation::from_artifacts(&art, &base),
+            _ => {
+                let name = fabric.display().to_string();
+                let style = ztpc::RenderStyle { color: false, width: 100 };
+                Err(LoadError::Compile(ztpc::diag::render(&out.diagnostics, &name, &text, style)))
+            }
+        }
+    }
+
+    /// Resolve a path that has already passed [`crate::paths::clean`].
+    pub fn get(&self, clean: &str) -> Option<Served> {
+        if let Some(f) = self.files.get(clean) {
+            return Some(Served::Tree(f.clone()));
+        }
+        self.images.get(clean).map(|i| Served::Image(i.clone()))
+    }
+
+    pub fn file_count(&self) -> usize {
+        self.files.len()
+    }
+}
+
+fn parse_manifest(raw: &[u8]) -> Result<Manifest, LoadError> {
+    // Read the schema number first so a newer layout gets a clear message, not a
+    // field-by-field parse error.
+    let v: serde_json::Value = serde_json::from_slice(raw).map_err(LoadError::Manifest)?;
+    let schema = v.get("schema").and_then(|s| s.as_u64()).unwrap_or(0) as u32;
+    if schema != SCHEMA {
+        return Err(LoadError::Schema(schema));
+    }
+    serde_json::from_value(v).map_err(LoadError::Manifest)
+}
+
+/// Images are checked for presence and size only: hashing gigabytes on every reload
+/// would blow the reload budget, and ztpc hashed them at build time.
+fn images(m: &Manifest, base: &Path) -> Result<HashMap<String, ImageFile>, LoadError> {
+    let mut out = HashMap::new();
+    for i in &m.images {
+        let path = base.join(&i.source);
+        let size = std::fs::metadata(&path).ok().filter(|md| md.is_file()).map(|md| md.len());
+        match (size, i.size) {
+            (Some(have), Some(want)) if have == want => {}
+            (Some(_), None) => {}
+            _ => return Err(LoadError::Image(i.path.clone(), path)),
+        }
+        out.insert(i.path.clone(), ImageFile { path, size: size.unwrap_or(0), sha256: i.sha256.clone() });
+    }
+    Ok(out)
+}

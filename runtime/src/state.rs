@@ -1,0 +1,44 @@
+//! The serving state shared by every listener: the current generation (swapped
+//! atomically on reload) and the record of the last refused reload.
+
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+
+use crate::generation::{Generation, Shared};
+
+#[derive(Debug, Clone, Default)]
+pub struct Refusal {
+    pub at: String,
+    pub reason: String,
+}
+
+pub struct State {
+    current: ArcSwap<Generation>,
+    last_refusal: Mutex<Option<Refusal>>,
+}
+
+impl State {
+    pub fn new(g: Generation) -> Arc<State> {
+        Arc::new(State { current: ArcSwap::from_pointee(g), last_refusal: Mutex::new(None) })
+    }
+
+    /// The generation a new request or transfer should use, and keep to its end.
+    pub fn current(&self) -> Shared {
+        self.current.load_full()
+    }
+
+    pub fn swap(&self, g: Generation) -> Shared {
+        self.current.swap(Arc::new(g))
+    }
+
+    pub fn refuse(&self, r: Refusal) {
+        if let Ok(mut l) = self.last_refusal.lock() {
+            *l = Some(r);
+        }
+    }
+
+    pub fn last_refusal(&self) -> Option<Refusal> {
+        self.last_refusal.lock().ok().and_then(|l| l.clone())
+    }
+}

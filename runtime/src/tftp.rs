@@ -1,0 +1,1 @@
+//! TFTP server over the current generation (async-tftp).
