@@ -105,7 +105,10 @@ impl Generation {
             .iter()
             .filter_map(|(p, a)| {
                 let rel = p.strip_prefix(&prefix)?;
-                Some((rel.to_string(), TreeFile { sha256: sha256_hex(&a.bytes), bytes: Bytes::from(a.bytes.clone()) }))
+                Some((
+                    rel.to_string(),
+                    TreeFile { sha256: sha256_hex(&a.bytes), bytes: Bytes::from(a.bytes.clone()) },
+                ))
             })
             .collect();
         let images = images(&manifest, base)?;
