@@ -241,6 +241,8 @@ def main(argv):
         "device_user_password": one_line("device-user-password", merged.get("device-user-password")),
         "versions": "\n".join(v for v in versions if v),
         "image_url": resolve(base_url, one_line(platform + "-image", merged.get(platform + "-image"))),
+        # ztpc writes <nos>-image-sha256 beside <nos>-image (its extension of Apstra's keys).
+        "image_sha256": one_line(platform + "-image-sha256", merged.get(platform + "-image-sha256")).strip(),
         "custom_config_url": resolve(base_url, one_line("custom-config", merged.get("custom-config"))),
         "dual_routing_engine": "true" if dual is True or ("%s" % (dual,)).lower() in ("true", "yes", "1") else "false",
         "agent": "1" if isinstance(params, dict) else "",
@@ -280,6 +282,7 @@ load_settings() {
     DEV_PW=$(<"$s/device_user_password")
     VERSIONS=$(<"$s/versions")
     IMAGE_URL=$(<"$s/image_url")
+    IMAGE_SHA256=$(<"$s/image_sha256")
     CUSTOM_URL=$(<"$s/custom_config_url")
     AGENT=$(<"$s/agent")
     AGENT_FIELDS=$(<"$s/agent_fields")

@@ -204,7 +204,10 @@ def merge_ztp_json(doc, serial, models):
         "device_user": one_line("device-user", merged.get("device-user")).strip() or None,
         "device_user_password": one_line("device-user-password", merged.get("device-user-password")) or None,
         "versions": [v for v in (one_line(PLATFORM + "-versions", v).strip() for v in versions) if v],
-        "image": {"url": image, "sha256": None} if image else None,
+        # ztpc writes <nos>-image-sha256 beside <nos>-image (its extension of Apstra's keys).
+        "image": {"url": image, "sha256": one_line(PLATFORM + "-image-sha256", merged.get(PLATFORM + "-image-sha256")).strip() or None}
+        if image
+        else None,
         "custom_config_url": resolve(one_line("custom-config", merged.get("custom-config"))) or None,
         "dual_routing_engine": dual is True or str(dual).lower() in ("true", "yes", "1"),
         "agent": params if isinstance(params, dict) else None,
