@@ -1,1 +1,401 @@
 //! HTTP responses for files of the served tree and images: GET/HEAD, ETag, Range.
+//!
+//! The router calls [`respond`] for every path that is not its own (`/api`, `/healthz`),
+//! with the generation it took for this request, so a reload never changes the bytes of
+//! a response in flight. Tree files are answered from memory (a zero-copy slice of the
+//! generation's `Bytes`); images are streamed from disk in large chunks read one ahead
+//! on tokio's blocking pool, so a 1 GB image costs two chunks of memory, not 1 GB.
+
+use std::fs::File;
+use std::future::Future as _;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use http_body_util::Full;
+use hyper::body::{Frame, SizeHint};
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Response, StatusCode};
+use tokio::runtime::Handle;
+use tokio::task::JoinHandle;
+
+use crate::generation::{Generation, Served};
+use crate::paths;
+
+/// Every response body this module (and the router) produces.
+pub type Body = http_body_util::combinators::BoxBody<Bytes, io::Error>;
+
+/// Chunk size for HTTP image streaming. Large enough that the per-chunk hop to the
+/// blocking pool is noise next to the copy (nginx with sendfile is the yardstick, see
+/// issue 5); small enough that many parallel downloads stay cheap (two chunks each).
+const HTTP_CHUNK: usize = 256 * 1024;
+
+/// Answer one request for a file. `raw_path` is the request path as received (still
+/// percent-encoded; a query, if any, is ignored).
+///
+/// Refused paths are logged with `tracing::warn!`; the peer address comes from the
+/// router's span around this call, since it is not an argument here.
+///
+/// A `Range` with more than one range is answered 200 with the whole file (allowed by
+/// RFC 9110 §14.2): installers resume with a single range, and multipart/byteranges
+/// would only add code that no ZTP client exercises.
+pub async fn respond(
+    generation: Arc<Generation>,
+    method: &Method,
+    raw_path: &str,
+    headers: &HeaderMap,
+) -> Response<Body> {
+    if method != Method::GET && method != Method::HEAD {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    let path = raw_path.split_once('?').map_or(raw_path, |(p, _)| p);
+    let clean = match paths::clean_http(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(path = %truncate(path), reason = %e, generation = %generation.id, "http: refused path");
+            return text(StatusCode::BAD_REQUEST, "bad path\n");
+        }
+    };
+    let Some(served) = generation.get(&clean) else {
+        tracing::debug!(path = %clean, generation = %generation.id, "http: not found");
+        return text(StatusCode::NOT_FOUND, "not found\n");
+    };
+    let (size, sha) = match &served {
+        Served::Tree(f) => (f.bytes.len() as u64, Some(f.sha256.as_str())),
+        Served::Image(i) => (i.size, i.sha256.as_deref()),
+    };
+    let etag = sha.map(|s| format!("\"{s}\""));
+
+    let mut base = Response::builder()
+        .header(header::CONTENT_TYPE, content_type(&clean))
+        .header(header::ACCEPT_RANGES, "bytes");
+    if let Some(t) = &etag {
+        base = base.header(header::ETAG, t.as_str());
+    }
+    if let Some(t) = &etag
+        && none_match(headers, t)
+    {
+        return finish(base.status(StatusCode::NOT_MODIFIED), empty());
+    }
+
+    // Range is defined for GET only (RFC 9110 §14.2); a HEAD gets the full headers.
+    let range = if method == Method::GET && if_range_ok(headers, etag.as_deref()) {
+        headers.get(header::RANGE).and_then(|v| v.to_str().ok()).map_or(Want::Full, |v| parse_range(v, size))
+    } else {
+        Want::Full
+    };
+    let (status, start, end) = match range {
+        Want::Full => (StatusCode::OK, 0, size),
+        Want::Part(a, b) => {
+            base = base.header(header::CONTENT_RANGE, format!("bytes {a}-{}/{size}", b - 1));
+            (StatusCode::PARTIAL_CONTENT, a, b)
+        }
+        Want::Unsatisfiable => {
+            let mut r = text(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable\n");
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return r;
+        }
+    };
+    let base = base.status(status).header(header::CONTENT_LENGTH, end - start);
+    if method == Method::HEAD {
+        return finish(base, empty());
+    }
+    let body = match served {
+        Served::Tree(f) => {
+            // Both bounds are within the file: `parse_range` clamps them to `size`.
+            let (a, b) = (start as usize, end as usize);
+            Full::new(f.bytes.slice(a..b)).map_err(|never| match never {}).boxed()
+        }
+        Served::Image(i) => {
+            // hyper runs inside tokio, so this only fails if `respond` is misused.
+            let Ok(rt) = Handle::try_current() else {
+                return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n");
+            };
+            match open_image(&rt, i.path.clone(), i.size).await {
+                Ok(file) => DiskReader::new(file, start, end, HTTP_CHUNK, rt).boxed(),
+                Err(e) => {
+                    tracing::warn!(path = %clean, file = %i.path.display(), error = %e, "http: image not servable");
+                    return text(StatusCode::SERVICE_UNAVAILABLE, "file not available, retry later\n");
+                }
+            }
+        }
+    };
+    tracing::debug!(path = %clean, status = status.as_u16(), bytes = end - start, generation = %generation.id, "http: serving");
+    finish(base, body)
+}
+
+/// Open an image on the blocking pool and check that it is still the size the
+/// generation recorded: a file replaced or truncated since the load would otherwise be
+/// served with a wrong Content-Length (or tsize) and a stale ETag.
+pub(crate) async fn open_image(rt: &Handle, path: std::path::PathBuf, want: u64) -> io::Result<File> {
+    let opened = rt.spawn_blocking(move || {
+        let f = File::open(&path)?;
+        let len = f.metadata()?.len();
+        if len != want {
+            return Err(io::Error::other(format!("size on disk is {len}, the generation recorded {want}")));
+        }
+        Ok(f)
+    });
+    opened.await.map_err(io::Error::other)?
+}
+
+fn finish(b: hyper::http::response::Builder, body: Body) -> Response<Body> {
+    // The builder only fails on invalid header values, and every value set above is
+    // built from digits, hex or static text; fall back to a bare 500 rather than panic.
+    b.body(body).unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"))
+}
+
+fn text(status: StatusCode, msg: &'static str) -> Response<Body> {
+    let mut r =
+        Response::new(Full::new(Bytes::from_static(msg.as_bytes())).map_err(|never| match never {}).boxed());
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(msg.len()));
+    r
+}
+
+fn empty() -> Body {
+    Full::new(Bytes::new()).map_err(|never| match never {}).boxed()
+}
+
+/// Keep log lines bounded when someone sends a very long path.
+fn truncate(p: &str) -> &str {
+    match p.char_indices().nth(200) {
+        Some((i, _)) => &p[..i],
+        None => p,
+    }
+}
+
+/// By extension: the scripts devices fetch are shell or Python, configs JSON.
+pub fn content_type(path: &str) -> &'static str {
+    let ext = path.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
+    match ext.as_deref() {
+        Some("sh" | "py") => "text/plain",
+        Some("json") => "application/json",
+        _ => "application/octet-stream",
+    }
+}
+
+/// `If-None-Match` with our tag (weak comparison, RFC 9110 §13.1.2) or `*`.
+fn none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            let t = t.trim();
+            t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag
+        })
+}
+
+/// `If-Range` must name our current tag exactly (strong comparison); a date, or a tag
+/// from an older generation, means "send the whole file", so a resumed download never
+/// splices bytes of two different files.
+fn if_range_ok(headers: &HeaderMap, etag: Option<&str>) -> bool {
+    match headers.get(header::IF_RANGE) {
+        None => true,
+        Some(v) => etag.is_some_and(|t| v.to_str().is_ok_and(|v| v.trim() == t)),
+    }
+}
+
+/// What a `Range` header asks of a file of `size` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    /// No usable range: send everything with 200.
+    Full,
+    /// Bytes `start..end` (end exclusive), both within the file.
+    Part(u64, u64),
+    Unsatisfiable,
+}
+
+/// Parse one `Range` header value. Anything malformed is ignored (RFC 9110 §14.2 lets a
+/// server ignore a Range it does not understand), as is a list of more than one range.
+pub fn parse_range(value: &str, size: u64) -> Want {
+    let Some((unit, set)) = value.trim().split_once('=') else { return Want::Full };
+    if !unit.trim().eq_ignore_ascii_case("bytes") {
+        return Want::Full;
+    }
+    let mut specs = set.split(',').map(str::trim).filter(|s| !s.is_empty());
+    let (Some(spec), None) = (specs.next(), specs.next()) else { return Want::Full };
+    let Some((a, b)) = spec.split_once('-') else { return Want::Full };
+    let num = |s: &str| -> Option<u64> {
+        if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        s.parse().ok()
+    };
+    match (a.trim(), b.trim()) {
+        ("", n) => match num(n) {
+            None => Want::Full,
+            Some(0) => Want::Unsatisfiable,
+            Some(_) if size == 0 => Want::Unsatisfiable,
+            Some(n) => Want::Part(size.saturating_sub(n), size),
+        },
+        (a, "") => match num(a) {
+            None => Want::Full,
+            Some(a) if a >= size => Want::Unsatisfiable,
+            Some(a) => Want::Part(a, size),
+        },
+        (a, b) => match (num(a), num(b)) {
+            (Some(a), Some(b)) if a <= b => {
+                if a >= size {
+                    Want::Unsatisfiable
+                } else {
+                    Want::Part(a, b.saturating_add(1).min(size))
+                }
+            }
+            _ => Want::Full,
+        },
+    }
+}
+
+/// Reads bytes `pos..end` of a file in chunks on the blocking pool, one chunk ahead of
+/// the consumer, so disk reads overlap with socket writes. Used as the HTTP body of an
+/// image and, through [`DiskReader::poll_chunk`], by the TFTP reader. Each blocking job
+/// is one short positioned read: a slow client never pins a blocking thread.
+pub(crate) struct DiskReader {
+    file: Arc<File>,
+    pos: u64,
+    end: u64,
+    chunk: usize,
+    pending: Option<JoinHandle<io::Result<Bytes>>>,
+    remaining: u64,
+    rt: Handle,
+}
+
+impl DiskReader {
+    pub(crate) fn new(file: File, start: u64, end: u64, chunk: usize, rt: Handle) -> DiskReader {
+        DiskReader { file: Arc::new(file), pos: start, end, chunk, pending: None, remaining: end - start, rt }
+    }
+
+    fn start_next(&mut self) {
+        if self.pending.is_some() || self.pos >= self.end {
+            return;
+        }
+        let n = (self.end - self.pos).min(self.chunk as u64) as usize;
+        let (file, at) = (Arc::clone(&self.file), self.pos);
+        self.pos += n as u64;
+        self.pending = Some(self.rt.spawn_blocking(move || read_chunk(&file, at, n)));
+    }
+
+    /// The next chunk, `None` at the end.
+    pub(crate) fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+        self.start_next();
+        let Some(job) = self.pending.as_mut() else { return Poll::Ready(None) };
+        let got = ready!(Pin::new(job).poll(cx));
+        self.pending = None;
+        match got.map_err(io::Error::other).and_then(|r| r) {
+            Ok(b) => {
+                self.remaining -= b.len() as u64;
+                self.start_next();
+                Poll::Ready(Some(Ok(b)))
+            }
+            Err(e) => {
+                // Stop here: a body that errors mid-way is aborted by hyper, which is
+                // what the client must see rather than a short file.
+                self.pos = self.end;
+                self.remaining = 0;
+                Poll::Ready(Some(Err(e)))
+            }
+        }
+    }
+}
+
+fn read_chunk(file: &File, at: u64, n: usize) -> io::Result<Bytes> {
+    let mut buf = vec![0u8; n];
+    let mut got = 0;
+    while got < n {
+        match file.read_at(&mut buf[got..], at + got as u64) {
+            Ok(0) => {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being served"));
+            }
+            Ok(k) => got += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Bytes::from(buf))
+}
+
+impl hyper::body::Body for DiskReader {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        self.get_mut().poll_chunk(cx).map(|o| o.map(|r| r.map(Frame::data)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0 && self.pending.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        let cases = [
+            ("bytes=0-9", 100, Want::Part(0, 10)),
+            ("bytes=90-", 100, Want::Part(90, 100)),
+            ("bytes=-10", 100, Want::Part(90, 100)),
+            ("bytes=-1000", 100, Want::Part(0, 100)),
+            ("bytes=50-1000", 100, Want::Part(50, 100)),
+            ("BYTES = 5-5", 100, Want::Part(5, 6)),
+            ("bytes=100-", 100, Want::Unsatisfiable),
+            ("bytes=100-200", 100, Want::Unsatisfiable),
+            ("bytes=-0", 100, Want::Unsatisfiable),
+            ("bytes=0-", 0, Want::Unsatisfiable),
+            ("bytes=-5", 0, Want::Unsatisfiable),
+            ("bytes=0-1,5-6", 100, Want::Full),
+            ("bytes=9-3", 100, Want::Full),
+            ("bytes=a-b", 100, Want::Full),
+            ("bytes=+1-2", 100, Want::Full),
+            ("items=0-1", 100, Want::Full),
+            ("bytes=", 100, Want::Full),
+            ("bytes=99999999999999999999999-", 100, Want::Full),
+        ];
+        for (v, size, want) in cases {
+            assert_eq!(parse_range(v, size), want, "{v:?} of {size}");
+        }
+    }
+
+    #[test]
+    fn types() {
+        assert_eq!(content_type("devices/leaf1.sh"), "text/plain");
+        assert_eq!(content_type("custom/x.PY"), "text/plain");
+        assert_eq!(content_type("ztp.json"), "application/json");
+        assert_eq!(content_type("images/a.bin"), "application/octet-stream");
+        assert_eq!(content_type("SHA256SUMS"), "application/octet-stream");
+    }
+
+    #[test]
+    fn conditionals() {
+        let mut h = HeaderMap::new();
+        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"x\", W/\"abc\""));
+        assert!(none_match(&h, "\"abc\""));
+        assert!(!none_match(&h, "\"abd\""));
+        assert!(if_range_ok(&h, None));
+        h.insert(header::IF_RANGE, HeaderValue::from_static("\"abc\""));
+        assert!(if_range_ok(&h, Some("\"abc\"")));
+        assert!(!if_range_ok(&h, Some("\"abd\"")));
+        assert!(!if_range_ok(&h, None));
+    }
+}

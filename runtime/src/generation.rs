@@ -116,14 +116,14 @@ impl Generation {
     }
 
     /// Compile a fabric file in-process (`ztp-runtime fabric.kdl`), reading `(env)`
-    /// secrets from the process environment.
-    pub fn compile(fabric: &Path) -> Result<Generation, LoadError> {
+    /// secrets from the process environment, then from `env_file` (`--env-file`).
+    pub fn compile(fabric: &Path, env_file: &HashMap<String, String>) -> Result<Generation, LoadError> {
         let text = std::fs::read_to_string(fabric).map_err(|e| LoadError::Read(fabric.to_path_buf(), e))?;
         let base = match fabric.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let env = |k: &str| std::env::var(k).ok();
+        let env = |k: &str| std::env::var(k).ok().or_else(|| env_file.get(k).cloned());
         let host = ztpc::Host { base_dir: base.clone(), env: &env };
         let opts = ztpc::BuildOptions { fabric_dir_from_out: ".".into() };
         let out = ztpc::build(&text, &host, &opts).map_err(LoadError::Compile)?;

@@ -1,10 +1,17 @@
-//! `ztp-runtime`: not serving yet. This binary exists so the workspace layout is final;
-//! serving DHCP/TFTP/HTTP lands with issue 3.
+//! `ztp-runtime`: the serving binary; everything lives in the library.
 
-fn main() -> std::process::ExitCode {
-    eprintln!(
-        "ztp-runtime: serving is not implemented in this build yet; run ISC dhcpd or Kea with the \
-         generated dhcpd.conf / kea-dhcp4.json and any TFTP/HTTP server over out/tftp/"
-    );
-    std::process::ExitCode::from(2)
+use clap::Parser;
+use ztp_runtime::cli::{Cli, init_logging, run};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            std::process::ExitCode::from(1)
+        }
+    }
 }

@@ -1,1 +1,287 @@
-//! TFTP server over the current generation (async-tftp).
+//! TFTP server over the current generation (async-tftp), read-only.
+//!
+//! async-tftp runs its own smol executor inside the one tokio task that awaits
+//! [`serve`]; it has no shutdown call, so the caller stops the server by dropping that
+//! future. Each read request resolves its name through [`paths::clean`] against the
+//! generation current at open, and the transfer keeps that generation to its end.
+//!
+//! Limits, and why:
+//! - blksize up to 65464 (RFC 2348's maximum) and windowsize up to [`MAX_WINDOW`]: the
+//!   server holds one window of blocks per transfer, so these two bound its memory
+//!   (32 × 64 KiB ≈ 2 MiB at worst; RFC 7440 gains flatten out well before 32).
+//! - at most [`MAX_PER_CLIENT`] transfers per client address and [`MAX_TOTAL`] in all;
+//!   over that, the request gets a TFTP error and the client retries. With the window
+//!   bound this caps TFTP memory at about 64 × 2.1 MiB even against a hostile client.
+//! - [`MAX_RETRIES`] resends of an unacknowledged window, so a vanished client frees its
+//!   slot after about half a minute at the default 3 s timeout (async-tftp's default of
+//!   100 would hold it for five minutes).
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use async_tftp::packet;
+use async_tftp::server::{Handler, TftpServerBuilder};
+use bytes::{Buf, Bytes};
+use futures_lite::AsyncRead;
+use futures_lite::io::{Cursor, Sink};
+use tokio::runtime::Handle;
+use tokio::sync::oneshot;
+
+use crate::files::{DiskReader, open_image};
+use crate::generation::{Generation, Served};
+use crate::paths;
+use crate::state::State;
+
+/// Largest block size granted (RFC 2348 maximum: fits a 65535-byte IPv4 datagram).
+pub const MAX_BLKSIZE: u16 = 65464;
+/// Largest window size granted (RFC 7440).
+pub const MAX_WINDOW: u16 = 32;
+/// Concurrent transfers allowed from one client IP address.
+pub const MAX_PER_CLIENT: usize = 8;
+/// Concurrent transfers allowed in total.
+pub const MAX_TOTAL: usize = 64;
+/// Resends of an unacknowledged window before the transfer is abandoned.
+pub const MAX_RETRIES: u32 = 8;
+/// Disk read size for images; TFTP tops out far below disk speed, so this stays small.
+const DISK_CHUNK: usize = 64 * 1024;
+
+/// Serve TFTP on `listen` until the future is dropped. `ready` receives the bound
+/// address (the real port when `listen` has port 0) once requests can be answered.
+pub async fn serve(
+    state: Arc<State>,
+    listen: SocketAddr,
+    ready: oneshot::Sender<SocketAddr>,
+) -> io::Result<()> {
+    // Image reads go to tokio's blocking pool; async-tftp's tasks are polled inside
+    // this tokio task, but take the handle explicitly rather than rely on that.
+    let rt = Handle::try_current().map_err(io::Error::other)?;
+    // Bind it ourselves so the real address is known before serving starts.
+    let socket = std::net::UdpSocket::bind(listen)?;
+    let addr = socket.local_addr()?;
+    let handler = GenHandler { state, rt, slots: Arc::new(Mutex::new(Slots::default())) };
+    let server = TftpServerBuilder::with_handler(handler)
+        .std_socket(socket)
+        .map_err(to_io)?
+        .block_size_limit(MAX_BLKSIZE)
+        .window_size_limit(MAX_WINDOW)
+        .max_send_retries(MAX_RETRIES)
+        .build()
+        .await
+        .map_err(to_io)?;
+    // The receiver may have gone away (the caller gave up waiting); serving is still right.
+    let _ = ready.send(addr);
+    server.serve().await.map_err(to_io)
+}
+
+fn to_io(e: async_tftp::Error) -> io::Error {
+    match e {
+        async_tftp::Error::Io(e) | async_tftp::Error::Bind(e) => e,
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+struct GenHandler {
+    state: Arc<State>,
+    rt: Handle,
+    slots: Arc<Mutex<Slots>>,
+}
+
+impl Handler for GenHandler {
+    type Reader = Transfer;
+    type Writer = Sink;
+
+    async fn read_req_open(
+        &mut self,
+        client: &SocketAddr,
+        path: &Path,
+    ) -> Result<(Transfer, Option<u64>), packet::Error> {
+        // async-tftp hands over the request's file name (a UTF-8 string) as a Path.
+        let raw = path.to_string_lossy();
+        let clean = match paths::clean(&raw) {
+            Ok(c) => c,
+            Err(e) => {
+                let shown: String = raw.chars().take(200).collect();
+                tracing::warn!(peer = %client, path = ?shown, reason = %e, "tftp: refused path");
+                return Err(packet::Error::Msg(format!("refused: {e}")));
+            }
+        };
+        let generation = self.state.current();
+        let Some(served) = generation.get(&clean) else {
+            tracing::debug!(peer = %client, path = %clean, generation = %generation.id, "tftp: not found");
+            return Err(packet::Error::FileNotFound);
+        };
+        let Some(slot) = Slot::take(&self.slots, client.ip()) else {
+            tracing::warn!(peer = %client, path = %clean, "tftp: too many transfers, refused");
+            return Err(packet::Error::Msg("server busy, retry later".into()));
+        };
+        let (source, size) = match served {
+            Served::Tree(f) => {
+                let size = f.bytes.len() as u64;
+                (Source::Tree(Cursor::new(f.bytes)), size)
+            }
+            Served::Image(i) => match open_image(&self.rt, i.path.clone(), i.size).await {
+                Ok(file) => {
+                    let reader = DiskReader::new(file, 0, i.size, DISK_CHUNK, self.rt.clone());
+                    (Source::Disk { reader, cur: Bytes::new() }, i.size)
+                }
+                Err(e) => {
+                    tracing::warn!(peer = %client, path = %clean, file = %i.path.display(), error = %e, "tftp: image not servable");
+                    return Err(packet::Error::Msg("file not available, retry later".into()));
+                }
+            },
+        };
+        tracing::debug!(peer = %client, path = %clean, size, generation = %generation.id, "tftp: transfer start");
+        let t = Transfer {
+            source,
+            sent: 0,
+            size,
+            peer: *client,
+            path: clean,
+            generation,
+            started: Instant::now(),
+            _slot: slot,
+        };
+        Ok((t, Some(size)))
+    }
+
+    async fn write_req_open(
+        &mut self,
+        client: &SocketAddr,
+        path: &Path,
+        _size: Option<u64>,
+    ) -> Result<Sink, packet::Error> {
+        let shown: String = path.to_string_lossy().chars().take(200).collect();
+        tracing::warn!(peer = %client, path = ?shown, "tftp: write request refused (read-only server)");
+        Err(packet::Error::PermissionDenied)
+    }
+}
+
+/// One read transfer: the bytes, the generation they came from, and its slot.
+struct Transfer {
+    source: Source,
+    sent: u64,
+    size: u64,
+    peer: SocketAddr,
+    path: String,
+    generation: Arc<Generation>,
+    started: Instant,
+    _slot: Slot,
+}
+
+enum Source {
+    /// A zero-copy cursor over the generation's bytes.
+    Tree(Cursor<Bytes>),
+    Disk {
+        reader: DiskReader,
+        cur: Bytes,
+    },
+}
+
+impl AsyncRead for Transfer {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let n = match &mut this.source {
+            Source::Tree(c) => ready!(Pin::new(c).poll_read(cx, buf))?,
+            Source::Disk { reader, cur } => {
+                if cur.is_empty() {
+                    match ready!(reader.poll_chunk(cx)) {
+                        None => return Poll::Ready(Ok(0)),
+                        Some(Err(e)) => return Poll::Ready(Err(e)),
+                        Some(Ok(b)) => *cur = b,
+                    }
+                }
+                let n = buf.len().min(cur.len());
+                buf[..n].copy_from_slice(&cur[..n]);
+                cur.advance(n);
+                n
+            }
+        };
+        this.sent += n as u64;
+        Poll::Ready(Ok(n))
+    }
+}
+
+impl Drop for Transfer {
+    /// async-tftp drops the reader when the transfer ends either way; this is the only
+    /// place where the end is observable. "done" means every byte was handed to the
+    /// sender: async-tftp 0.4.2 does not report whether the last window was acknowledged.
+    fn drop(&mut self) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        let (peer, path, id) = (&self.peer, &self.path, &self.generation.id);
+        if self.sent >= self.size {
+            tracing::info!(%peer, %path, bytes = self.sent, ms, generation = %id, "tftp: transfer done");
+        } else {
+            tracing::info!(%peer, %path, bytes = self.sent, size = self.size, ms, generation = %id, "tftp: transfer aborted");
+        }
+    }
+}
+
+/// Counts of transfers in flight, for the limits above.
+#[derive(Default)]
+struct Slots {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// A place among the transfers in flight, given back on drop.
+struct Slot {
+    slots: Arc<Mutex<Slots>>,
+    ip: IpAddr,
+}
+
+impl Slot {
+    fn take(slots: &Arc<Mutex<Slots>>, ip: IpAddr) -> Option<Slot> {
+        // A panic while holding this lock cannot leave the counts half-updated, so a
+        // poisoned lock is still good to use.
+        let mut s = slots.lock().unwrap_or_else(|p| p.into_inner());
+        let mine = s.per_ip.get(&ip).copied().unwrap_or(0);
+        if s.total >= MAX_TOTAL || mine >= MAX_PER_CLIENT {
+            return None;
+        }
+        s.total += 1;
+        s.per_ip.insert(ip, mine + 1);
+        Some(Slot { slots: Arc::clone(slots), ip })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut s = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        s.total = s.total.saturating_sub(1);
+        if let Some(n) = s.per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                s.per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_bounded_and_given_back() {
+        let slots = Arc::new(Mutex::new(Slots::default()));
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let held: Vec<Slot> = (0..MAX_PER_CLIENT).map(|_| Slot::take(&slots, a).unwrap()).collect();
+        assert!(Slot::take(&slots, a).is_none(), "per-client cap");
+        drop(held);
+        let mut all = Vec::new();
+        for i in 0..MAX_TOTAL {
+            let ip: IpAddr = format!("10.0.1.{}", i % 250).parse().unwrap();
+            all.push(Slot::take(&slots, ip).unwrap());
+        }
+        assert!(Slot::take(&slots, "10.9.9.9".parse().unwrap()).is_none(), "total cap");
+        drop(all);
+        let s = slots.lock().unwrap();
+        assert_eq!((s.total, s.per_ip.len()), (0, 0));
+    }
+}

@@ -1,0 +1,367 @@
+//! The DHCP socket: receive, decide with [`reply`](crate::dhcp::reply::reply), and send
+//! per RFC 2131 §4.1, with pool leases committed in batches before their ACKs leave.
+//!
+//! Two tasks. The receive loop owns the lease table: it answers each packet at once
+//! (OFFER, NAK, INFORM and reserved-address ACKs need nothing on disk) and queues the
+//! ACKs of pool leases with their journal records. After each burst (whatever the socket
+//! already holds, up to [`MAX_BURST`]) it hands the queue to the commit task, which
+//! appends all queued records with one fdatasync and only then sends those ACKs. The
+//! receive loop goes on meanwhile, so a sync never stalls the socket, and under load
+//! one sync covers many ACKs. The table is updated when the decision is made, so a
+//! lease waiting for its sync is already taken for every later packet.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use dhcproto::v4::MessageType;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::dhcp::config::Config;
+use crate::dhcp::journal::{self, Journal};
+use crate::dhcp::leases::{LeaseTable, Record};
+use crate::dhcp::reply::{self, Decision, Request};
+use crate::dhcp::{addressing, wire};
+use crate::events::{Event, Sink};
+use crate::generation::Shared;
+use crate::state::State;
+
+/// Packets taken from the socket before the queued ACKs are handed over for a sync.
+pub const MAX_BURST: usize = 256;
+/// Journal lines after which the journal is rewritten (when also 4× the live leases).
+const COMPACT_AFTER: u64 = 50_000;
+/// Commit jobs waiting at most; past that the receive loop waits for the disk.
+const QUEUE: usize = 64;
+
+/// Serve DHCP on `listen` until the socket fails. Pool leases are kept in
+/// `state_dir`/dhcp-leases.log. `ready` gets the bound address once packets are accepted.
+pub async fn serve(
+    state: Arc<State>,
+    listen: SocketAddr,
+    state_dir: &Path,
+    ready: oneshot::Sender<SocketAddr>,
+) -> io::Result<()> {
+    serve_with_events(state, listen, state_dir, ready, None).await
+}
+
+/// [`serve`], also reporting each exchange that names an address (offer, ack, nak,
+/// release, decline) to the device event log. Events never make a packet wait: the
+/// sink drops what it cannot take.
+pub async fn serve_with_events(
+    state: Arc<State>,
+    listen: SocketAddr,
+    state_dir: &Path,
+    ready: oneshot::Sender<SocketAddr>,
+    events: Option<Sink>,
+) -> io::Result<()> {
+    let dir = state_dir.to_path_buf();
+    let now = unix_now();
+    let (table, journal, seen) =
+        tokio::task::spawn_blocking(move || journal::open(&dir, now)).await.map_err(io::Error::other)??;
+    tracing::info!(leases = table.len(), records = seen.records, torn = seen.skipped, "DHCP leases loaded");
+    let sock = Arc::new(UdpSocket::bind(listen).await?);
+    sock.set_broadcast(true)?;
+    let bound = sock.local_addr()?;
+    let (tx, rx) = mpsc::channel(QUEUE);
+    tokio::spawn(commit(journal, rx, sock.clone()));
+    let local = match bound.ip() {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+    };
+    let _ = ready.send(bound);
+    let out = Vec::with_capacity(1024);
+    let mut l = Loop { state, sock, local, table, cached: None, tx, out, appended: 0, events };
+    l.run().await
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+enum Job {
+    /// Make these records durable, then send these replies.
+    Batch(Batch),
+    /// Rewrite the journal as this snapshot.
+    Compact(Vec<Record>),
+}
+
+#[derive(Default)]
+struct Batch {
+    records: Vec<Record>,
+    replies: Vec<(Vec<u8>, SocketAddr)>,
+}
+
+struct Loop {
+    state: Arc<State>,
+    sock: Arc<UdpSocket>,
+    /// The listening address; unspecified when listening on all addresses.
+    local: Ipv4Addr,
+    table: LeaseTable,
+    /// The DHCP view of the generation last seen, rebuilt when a reload swaps it.
+    cached: Option<(Shared, Arc<Config>)>,
+    tx: mpsc::Sender<Job>,
+    out: Vec<u8>,
+    appended: u64,
+    events: Option<Sink>,
+}
+
+impl Loop {
+    async fn run(&mut self) -> io::Result<()> {
+        let mut buf = vec![0u8; 4096];
+        let mut batch = Batch::default();
+        loop {
+            match self.sock.recv_from(&mut buf).await {
+                Ok((n, from)) => self.handle(&buf[..n], from, &mut batch).await,
+                Err(e) => {
+                    // ICMP errors from earlier sends surface here on some systems.
+                    tracing::debug!(error = %e, "DHCP receive error");
+                    continue;
+                }
+            }
+            for _ in 1..MAX_BURST {
+                match self.sock.try_recv_from(&mut buf) {
+                    Ok((n, from)) => self.handle(&buf[..n], from, &mut batch).await,
+                    Err(_) => break,
+                }
+            }
+            if !batch.records.is_empty() || !batch.replies.is_empty() {
+                self.appended += batch.records.len() as u64;
+                self.submit(Job::Batch(std::mem::take(&mut batch))).await?;
+            }
+            if self.appended > COMPACT_AFTER.max(4 * self.table.len() as u64) {
+                self.appended = 0;
+                let snap = self.table.snapshot(unix_now());
+                self.submit(Job::Compact(snap)).await?;
+            }
+        }
+    }
+
+    async fn submit(&self, job: Job) -> io::Result<()> {
+        self.tx.send(job).await.map_err(|_| io::Error::other("the DHCP lease journal task has stopped"))
+    }
+
+    fn config(&mut self) -> Arc<Config> {
+        let g = self.state.current();
+        match &self.cached {
+            Some((have, cfg)) if Arc::ptr_eq(have, &g) => cfg.clone(),
+            _ => {
+                let cfg = Arc::new(Config::new(&g.manifest, &g.id));
+                self.cached = Some((g, cfg.clone()));
+                cfg
+            }
+        }
+    }
+
+    async fn handle(&mut self, pkt: &[u8], from: SocketAddr, batch: &mut Batch) {
+        let msg = match wire::decode(pkt) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(%from, reason = %e, len = pkt.len(), "DHCP packet dropped");
+                return;
+            }
+        };
+        let cfg = self.config();
+        let local = if self.local.is_unspecified() { cfg.server_id } else { self.local };
+        let req = Request { msg, local };
+        let d = reply::reply(&cfg, &self.table, &req, unix_now());
+        self.table.apply(d.change, &mut batch.records);
+        log(&cfg, &req, &d, from);
+        if let Some(sink) = &self.events {
+            emit(sink, &cfg, &req, &d);
+        }
+        let (Some(m), Some(kind)) = (&d.reply, d.kind()) else { return };
+        let dest = addressing::destination(&req.msg, kind);
+        if d.must_persist() {
+            let mut bytes = Vec::with_capacity(400);
+            match wire::encode(m, &mut bytes) {
+                Ok(()) => batch.replies.push((bytes, dest)),
+                Err(e) => tracing::warn!(error = %e, "DHCP reply could not be encoded"),
+            }
+            return;
+        }
+        if let Err(e) = wire::encode(m, &mut self.out) {
+            tracing::warn!(error = %e, "DHCP reply could not be encoded");
+            return;
+        }
+        if let Err(e) = self.sock.send_to(&self.out, dest).await {
+            tracing::debug!(%dest, error = %e, "DHCP reply not sent");
+        }
+    }
+}
+
+/// Make queued records durable, then send the ACKs that waited for them. Jobs already
+/// waiting are taken together: one sync for all of them.
+async fn commit(journal: Journal, mut rx: mpsc::Receiver<Job>, sock: Arc<UdpSocket>) {
+    let mut journal = Some(journal);
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        while let Ok(j) = rx.try_recv() {
+            jobs.push(j);
+        }
+        let Some(mut j) = journal.take() else { return };
+        let done = tokio::task::spawn_blocking(move || {
+            let r = write(&mut j, &jobs);
+            (j, jobs, r)
+        })
+        .await;
+        let (j, jobs, result) = match done {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(error = %e, "DHCP lease journal task failed; DHCP stops acknowledging");
+                return;
+            }
+        };
+        journal = Some(j);
+        if let Err(e) = result {
+            // Not durable, so not acknowledged: the clients retry and, the table
+            // holding their leases, get the same addresses once the disk recovers.
+            tracing::error!(error = %e, "DHCP lease journal write failed; ACKs withheld");
+            continue;
+        }
+        for job in jobs {
+            let Job::Batch(b) = job else { continue };
+            for (bytes, dest) in b.replies {
+                if let Err(e) = sock.send_to(&bytes, dest).await {
+                    tracing::debug!(%dest, error = %e, "DHCP reply not sent");
+                }
+            }
+        }
+    }
+}
+
+fn write(j: &mut Journal, jobs: &[Job]) -> io::Result<()> {
+    let mut pending: Vec<Record> = Vec::new();
+    for job in jobs {
+        match job {
+            Job::Batch(b) => pending.extend_from_slice(&b.records),
+            Job::Compact(snap) => {
+                j.append(&pending)?;
+                pending.clear();
+                j.compact(snap)?;
+            }
+        }
+    }
+    j.append(&pending)
+}
+
+/// One line per exchange: debug, an ACK at info, a decline at warn.
+fn log(cfg: &Config, req: &Request, d: &Decision, from: SocketAddr) {
+    let m = &req.msg;
+    let mac = Hex(m.chaddr());
+    let request = m.opts().msg_type().map(name).unwrap_or("?");
+    let reply = d.kind().map(name).unwrap_or("none");
+    let platform = d.platform.map(|p| p.name()).unwrap_or("-");
+    let device = d.device.and_then(|i| cfg.devices.get(i)).map(|x| x.name.as_str()).unwrap_or("-");
+    let addr = OrDash(d.addr);
+    let via = m.giaddr();
+    let generation = cfg.generation.as_str();
+    if d.notable {
+        tracing::warn!(%mac, request, reply, platform, device, %addr, %via, %from, generation, "DHCP {}", d.why);
+    } else if d.kind() == Some(MessageType::Ack) {
+        tracing::info!(%mac, request, reply, platform, device, %addr, %via, %from, generation, "DHCP {}", d.why);
+    } else {
+        tracing::debug!(%mac, request, reply, platform, device, %addr, %via, %from, generation, "DHCP {}", d.why);
+    }
+}
+
+/// The device log entry for an exchange that names an address.
+fn emit(sink: &Sink, cfg: &Config, req: &Request, d: &Decision) {
+    let Some((addr, text)) = event_text(req, d) else { return };
+    sink.emit(Event {
+        ip: addr.to_string(),
+        kind: "dhcp",
+        text,
+        name: d.device.and_then(|i| cfg.devices.get(i)).map(|x| x.name.clone()),
+        mac: Some(Hex(req.msg.chaddr()).to_string()),
+    });
+}
+
+/// E.g. `discover → offer 10.0.0.5`, `request → nak 10.0.0.5 (why)`, `release
+/// 10.0.0.5: released`.
+fn event_text(req: &Request, d: &Decision) -> Option<(Ipv4Addr, String)> {
+    let addr = d.addr?;
+    let request = req.msg.opts().msg_type().map(name).unwrap_or("?").to_lowercase();
+    let text = match d.kind() {
+        Some(MessageType::Nak) => format!("{request} → nak {addr} ({})", d.why),
+        Some(k) => format!("{request} → {} {addr}", name(k).to_lowercase()),
+        None => format!("{request} {addr}: {}", d.why),
+    };
+    Some((addr, text))
+}
+
+fn name(t: MessageType) -> &'static str {
+    match t {
+        MessageType::Discover => "DISCOVER",
+        MessageType::Offer => "OFFER",
+        MessageType::Request => "REQUEST",
+        MessageType::Decline => "DECLINE",
+        MessageType::Ack => "ACK",
+        MessageType::Nak => "NAK",
+        MessageType::Release => "RELEASE",
+        MessageType::Inform => "INFORM",
+        _ => "other",
+    }
+}
+
+/// A hardware address as colon-separated hex, formatted only if the line is logged.
+struct Hex<'a>(&'a [u8]);
+
+impl std::fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, b) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(":")?;
+            }
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// An optional address, `-` when absent, formatted only if the line is logged.
+struct OrDash(Option<Ipv4Addr>);
+
+impl std::fmt::Display for OrDash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(a) => write!(f, "{a}"),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dhcproto::v4::{self, DhcpOption};
+
+    use super::*;
+    use crate::dhcp::leases::Change;
+
+    #[test]
+    fn events_name_the_exchange_and_address() {
+        let mut msg = v4::Message::default();
+        msg.opts_mut().insert(DhcpOption::MessageType(MessageType::Discover));
+        let req = Request { msg, local: Ipv4Addr::UNSPECIFIED };
+        let mut reply = v4::Message::default();
+        reply.opts_mut().insert(DhcpOption::MessageType(MessageType::Offer));
+        let a = Ipv4Addr::new(10, 0, 0, 5);
+        let mut d = Decision {
+            reply: Some(reply),
+            why: "offer",
+            notable: false,
+            change: Change::None,
+            platform: None,
+            device: None,
+            addr: Some(a),
+        };
+        assert_eq!(event_text(&req, &d), Some((a, "discover → offer 10.0.0.5".into())));
+        d.reply = None;
+        d.why = "no free address";
+        assert_eq!(event_text(&req, &d), Some((a, "discover 10.0.0.5: no free address".into())));
+        d.addr = None;
+        assert_eq!(event_text(&req, &d), None);
+    }
+}

@@ -1,0 +1,285 @@
+//! Device status store: Apstra's device rows plus a full per-device event log, in SQLite
+//! (WAL, `synchronous=FULL`) in the state directory, so that a report acknowledged to a
+//! device survives kill -9.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use crate::clock::now_rfc3339;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("status database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("status database lock poisoned")]
+    Poisoned,
+}
+
+/// One device row, as `GET /api/ztp/device/status` returns it (Apstra's field names).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceRow {
+    pub ip_addr: String,
+    pub system_id: String,
+    pub platform: String,
+    pub status: String,
+    pub task: String,
+    pub last_log: String,
+    pub last_updated_at: String,
+    pub name: Option<String>,
+    pub mac: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Event {
+    pub at: String,
+    pub kind: String,
+    pub text: String,
+}
+
+/// A progress report from a bootstrap script (`POST /api/ztp/device/log`).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    pub ip: String,
+    #[serde(default)]
+    pub system_id: Option<String>,
+    #[serde(default)]
+    pub platform: Option<String>,
+    #[serde(default)]
+    pub task: Option<String>,
+    #[serde(default)]
+    pub log: Option<String>,
+}
+
+/// Apstra's task → status rule (reference/apstra-ztp.md §4): "Device Ready" completes,
+/// "ZTP Failed" fails, anything else is progress.
+pub fn status_for(task: &str) -> &'static str {
+    match task {
+        "Device Ready" => "completed",
+        "ZTP Failed" => "failed",
+        _ => "in_progress",
+    }
+}
+
+/// Field limits: a report is a line of progress, not a file upload.
+pub const MAX_FIELD: usize = 4096;
+
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let conn = Connection::open(dir.join("status.sqlite"))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL;
+             PRAGMA synchronous=FULL;
+             PRAGMA busy_timeout=5000;
+             CREATE TABLE IF NOT EXISTS devices (
+                 ip TEXT PRIMARY KEY, system_id TEXT NOT NULL DEFAULT '', platform TEXT NOT NULL DEFAULT '',
+                 status TEXT NOT NULL, task TEXT NOT NULL DEFAULT '', last_log TEXT NOT NULL DEFAULT '',
+                 updated_at TEXT NOT NULL, name TEXT, mac TEXT);
+             CREATE TABLE IF NOT EXISTS events (
+                 id INTEGER PRIMARY KEY, ip TEXT NOT NULL, at TEXT NOT NULL, kind TEXT NOT NULL, text TEXT NOT NULL);
+             CREATE INDEX IF NOT EXISTS events_ip ON events(ip, id);",
+        )?;
+        Ok(Store { conn: Mutex::new(conn) })
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, StoreError> {
+        let mut c = self.conn.lock().map_err(|_| StoreError::Poisoned)?;
+        Ok(f(&mut c)?)
+    }
+
+    /// Record a report; returns the updated row. Durable when this returns.
+    pub fn report(&self, r: &Report) -> Result<DeviceRow, StoreError> {
+        let now = now_rfc3339();
+        let task = clip(r.task.as_deref().unwrap_or(""));
+        let log = clip(r.log.as_deref().unwrap_or(""));
+        let status = if task.is_empty() { "in_progress" } else { status_for(&task) };
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO devices (ip, system_id, platform, status, task, last_log, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT(ip) DO UPDATE SET
+                   system_id = CASE WHEN ?2 = '' THEN system_id ELSE ?2 END,
+                   platform = CASE WHEN ?3 = '' THEN platform ELSE ?3 END,
+                   status = ?4, task = ?5, last_log = ?6, updated_at = ?7",
+                params![
+                    r.ip,
+                    clip(r.system_id.as_deref().unwrap_or("")),
+                    clip(r.platform.as_deref().unwrap_or("")),
+                    status,
+                    task,
+                    log,
+                    now
+                ],
+            )?;
+            let text = if log.is_empty() { task.clone() } else { format!("{task}: {log}") };
+            tx.execute(
+                "INSERT INTO events (ip, at, kind, text) VALUES (?1, ?2, 'report', ?3)",
+                params![r.ip, now, text],
+            )?;
+            tx.commit()
+        })?;
+        self.device(&r.ip)?.ok_or(StoreError::Sql(rusqlite::Error::QueryReturnedNoRows))
+    }
+
+    /// A server-side event (DHCP, TFTP, HTTP) for a device's log. Creates the row as
+    /// `unknown` if the device has not reported yet, as Apstra shows leased devices.
+    pub fn event(
+        &self,
+        ip: &str,
+        kind: &'static str,
+        text: &str,
+        name: Option<&str>,
+        mac: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let e = crate::events::Event {
+            ip: ip.to_string(),
+            kind,
+            text: text.to_string(),
+            name: name.map(str::to_string),
+            mac: mac.map(str::to_string),
+        };
+        self.events(std::slice::from_ref(&e))
+    }
+
+    /// Many server-side events in one transaction (one fsync for the batch).
+    pub fn events(&self, batch: &[crate::events::Event]) -> Result<(), StoreError> {
+        let now = now_rfc3339();
+        self.with(|c| {
+            let tx = c.transaction()?;
+            for e in batch {
+                tx.execute(
+                    "INSERT INTO devices (ip, status, updated_at, name, mac) VALUES (?1, 'unknown', ?2, ?3, ?4)
+                     ON CONFLICT(ip) DO UPDATE SET updated_at = ?2,
+                       name = COALESCE(?3, name), mac = COALESCE(?4, mac)",
+                    params![e.ip, now, e.name, e.mac],
+                )?;
+                tx.execute(
+                    "INSERT INTO events (ip, at, kind, text) VALUES (?1, ?2, ?3, ?4)",
+                    params![e.ip, now, e.kind, clip(&e.text)],
+                )?;
+            }
+            tx.commit()
+        })
+    }
+
+    pub fn devices(&self) -> Result<Vec<DeviceRow>, StoreError> {
+        self.with(|c| {
+            let mut st = c.prepare(&format!("{SELECT} ORDER BY ip"))?;
+            let rows = st.query_map([], row)?.collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+    }
+
+    pub fn device(&self, ip: &str) -> Result<Option<DeviceRow>, StoreError> {
+        self.with(|c| c.query_row(&format!("{SELECT} WHERE ip = ?1"), [ip], row).optional())
+    }
+
+    pub fn log(&self, ip: &str) -> Result<Vec<Event>, StoreError> {
+        self.with(|c| {
+            let mut st = c.prepare("SELECT at, kind, text FROM events WHERE ip = ?1 ORDER BY id")?;
+            let rows = st
+                .query_map([ip], |r| Ok(Event { at: r.get(0)?, kind: r.get(1)?, text: r.get(2)? }))?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+    }
+
+    /// Delete a device and its log (to re-use an IP, as in Apstra). True if it existed.
+    pub fn delete(&self, ip: &str) -> Result<bool, StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            tx.execute("DELETE FROM events WHERE ip = ?1", [ip])?;
+            let n = tx.execute("DELETE FROM devices WHERE ip = ?1", [ip])?;
+            tx.commit()?;
+            Ok(n > 0)
+        })
+    }
+}
+
+const SELECT: &str =
+    "SELECT ip, system_id, platform, status, task, last_log, updated_at, name, mac FROM devices";
+
+fn row(r: &rusqlite::Row) -> Result<DeviceRow, rusqlite::Error> {
+    Ok(DeviceRow {
+        ip_addr: r.get(0)?,
+        system_id: r.get(1)?,
+        platform: r.get(2)?,
+        status: r.get(3)?,
+        task: r.get(4)?,
+        last_log: r.get(5)?,
+        last_updated_at: r.get(6)?,
+        name: r.get(7)?,
+        mac: r.get(8)?,
+    })
+}
+
+/// Bound a field's length at a character boundary.
+fn clip(s: &str) -> String {
+    if s.len() <= MAX_FIELD {
+        return s.to_string();
+    }
+    let mut end = MAX_FIELD;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(ip: &str, task: &str) -> Report {
+        Report {
+            ip: ip.into(),
+            system_id: Some("SN1".into()),
+            platform: Some("eos".into()),
+            task: Some(task.into()),
+            log: Some("x".into()),
+        }
+    }
+
+    #[test]
+    fn transitions_follow_apstra() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(dir.path()).unwrap();
+        s.event("10.0.0.5", "dhcp", "ack 10.0.0.5", Some("leaf1"), Some("02:00:00:00:00:01")).unwrap();
+        assert_eq!(s.device("10.0.0.5").unwrap().unwrap().status, "unknown");
+        assert_eq!(s.report(&report("10.0.0.5", "Checking version")).unwrap().status, "in_progress");
+        assert_eq!(s.report(&report("10.0.0.5", "ZTP Done")).unwrap().status, "in_progress");
+        let done = s.report(&report("10.0.0.5", "Device Ready")).unwrap();
+        assert_eq!((done.status.as_str(), done.name.as_deref()), ("completed", Some("leaf1")));
+        assert_eq!(s.report(&report("10.0.0.6", "ZTP Failed")).unwrap().status, "failed");
+        assert_eq!(s.log("10.0.0.5").unwrap().len(), 4);
+        assert!(s.delete("10.0.0.5").unwrap());
+        assert!(s.device("10.0.0.5").unwrap().is_none());
+        assert!(s.log("10.0.0.5").unwrap().is_empty());
+        assert!(!s.delete("10.0.0.5").unwrap());
+    }
+
+    #[test]
+    fn reports_survive_reopen_and_fields_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            let mut r = report("10.0.0.7", "ZTP Done");
+            r.log = Some("é".repeat(MAX_FIELD));
+            s.report(&r).unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        let row = s.device("10.0.0.7").unwrap().unwrap();
+        assert_eq!(row.task, "ZTP Done");
+        assert!(row.last_log.len() <= MAX_FIELD);
+    }
+}

@@ -1,0 +1,208 @@
+//! TFTP over the wire on 127.0.0.1: real clients (curl, atftp) at several block and
+//! window sizes, a transfer held across a generation swap, the transfer caps, and the
+//! path-traversal table, all against the dc1 example compiled in memory.
+
+// Tests may unwrap (clippy.toml allows it in #[test] fns; the helpers here too).
+#![allow(clippy::unwrap_used)]
+
+#[path = "files_support.rs"]
+mod support;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use support::*;
+use ztp_runtime::state::State;
+use ztp_runtime::tftp::MAX_PER_CLIENT;
+
+const TREE_LEN: usize = 300_001;
+const IMAGE_LEN: usize = 1_000_003;
+
+async fn setup() -> (tempfile::TempDir, Arc<State>, SocketAddr) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = dc1_copy(tmp.path(), TREE_LEN, IMAGE_LEN, 1);
+    let state = State::new(build(&dir));
+    let addr = start_tftp(Arc::clone(&state)).await;
+    (tmp, state, addr)
+}
+
+fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> tokio::task::JoinHandle<T> {
+    tokio::task::spawn_blocking(f)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_reads_every_kind_of_file_at_each_blksize() {
+    if !oracle("curl") {
+        return;
+    }
+    let (tmp, state, addr) = setup().await;
+    let g = state.current();
+    for path in ["ztp.json", BIG_TREE, IMAGE] {
+        let want = tree_bytes(&g, path);
+        for blk in ["512", "1468", "8192", "65464"] {
+            let out = tmp.path().join(format!("out-{blk}"));
+            let url = format!("tftp://{addr}/{path}");
+            let o = out.to_str().unwrap().to_string();
+            let args = ["-sS", "--max-time", "60", "--tftp-blksize", blk, "-o", &o, &url].map(String::from);
+            let (ok, err) = blocking(move || run("curl", &args)).await.unwrap();
+            assert!(ok, "curl {path} blksize {blk}: {err}");
+            assert!(std::fs::read(&out).unwrap() == want, "{path} at blksize {blk}: bytes differ");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn atftp_reads_with_blksize_and_windowsize() {
+    if !oracle("atftp") {
+        return;
+    }
+    let (tmp, state, addr) = setup().await;
+    let g = state.current();
+    let cases = [("512", None), ("1468", None), ("8192", None), ("512", Some("16")), ("1468", Some("16"))];
+    for path in [BIG_TREE, IMAGE] {
+        let want = tree_bytes(&g, path);
+        for (blk, win) in cases {
+            let out = tmp.path().join("atftp.out");
+            let _ = std::fs::remove_file(&out);
+            let mut args = vec!["--option".to_string(), format!("blksize {blk}")];
+            if let Some(w) = win {
+                args.extend(["--option".to_string(), format!("windowsize {w}")]);
+            }
+            let (host, port) = (addr.ip().to_string(), addr.port().to_string());
+            let o = out.to_str().unwrap().to_string();
+            args.extend(["-g", "-r", path, "-l", &o, &host, &port].map(String::from));
+            let (ok, err) = blocking(move || run("atftp", &args)).await.unwrap();
+            let got = std::fs::read(&out).unwrap_or_default();
+            assert!(
+                ok && got == want,
+                "atftp {path} blksize {blk} window {win:?}: ok={ok} {} of {} bytes; {err}",
+                got.len(),
+                want.len()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfer_in_flight_keeps_its_generation() {
+    let tmp_a = tempfile::tempdir().unwrap();
+    let tmp_b = tempfile::tempdir().unwrap();
+    let len = 2_000_000;
+    let dir_a = dc1_copy(tmp_a.path(), len, IMAGE_LEN, 1);
+    let a = build(&dir_a);
+    let (old_tree, old_image) = (tree_bytes(&a, BIG_TREE), tree_bytes(&a, IMAGE));
+    let state = State::new(a);
+    let addr = start_tftp(Arc::clone(&state)).await;
+    let dir_b = dc1_copy(tmp_b.path(), len, IMAGE_LEN, 2);
+    let (new_tree, new_image) = {
+        let b = build(&dir_b);
+        (tree_bytes(&b, BIG_TREE), tree_bytes(&b, IMAGE))
+    };
+    assert!(old_tree != new_tree && old_image != new_image);
+
+    for (path, old, new) in [(BIG_TREE, &old_tree, &new_tree), (IMAGE, &old_image, &new_image)] {
+        state.swap(build(&dir_a));
+        let (s, d) = (Arc::clone(&state), dir_b.clone());
+        // The swap happens after block 1 arrived and before it is acknowledged.
+        let got =
+            blocking(move || tftp_read(addr, path.as_bytes(), Some(1468), move || drop(s.swap(build(&d)))))
+                .await
+                .unwrap()
+                .unwrap();
+        assert!(&got == old, "{path}: a transfer across a swap must finish with the old bytes");
+        let again =
+            blocking(move || tftp_read(addr, path.as_bytes(), Some(1468), || ())).await.unwrap().unwrap();
+        assert!(&again == new, "{path}: a transfer after the swap gets the new bytes");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transfers_per_client_are_capped() {
+    let (_tmp, state, addr) = setup().await;
+    let want = tree_bytes(&state.current(), BIG_TREE);
+    let started = Arc::new(Barrier::new(MAX_PER_CLIENT + 1));
+    let release = Arc::new(Barrier::new(MAX_PER_CLIENT + 1));
+    let held: Vec<_> = (0..MAX_PER_CLIENT)
+        .map(|_| {
+            let (s, r) = (Arc::clone(&started), Arc::clone(&release));
+            std::thread::spawn(move || {
+                tftp_read(addr, BIG_TREE.as_bytes(), Some(8192), move || {
+                    s.wait();
+                    r.wait();
+                })
+            })
+        })
+        .collect();
+    let s = Arc::clone(&started);
+    blocking(move || s.wait()).await.unwrap();
+    let over = blocking(move || tftp_read(addr, b"ztp.json", None, || ())).await.unwrap();
+    assert_eq!(over, Err((0, "server busy, retry later".to_string())));
+    let r = Arc::clone(&release);
+    blocking(move || r.wait()).await.unwrap();
+    for h in held {
+        assert!(h.join().unwrap().unwrap() == want);
+    }
+    // The slots are given back when the transfers end.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(blocking(move || tftp_read(addr, b"ztp.json", None, || ())).await.unwrap().is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traversal_and_writes_are_refused() {
+    let (_tmp, state, addr) = setup().await;
+    let ztp = tree_bytes(&state.current(), "ztp.json");
+    for ok in [&b"ztp.json"[..], b"/ztp.json", b"./ztp.json", b"//ztp.json"] {
+        let got = blocking(move || tftp_read(addr, ok, None, || ())).await.unwrap();
+        assert_eq!(got.as_deref().ok(), Some(&ztp[..]), "{}", String::from_utf8_lossy(ok));
+    }
+    let long = format!("devices/{}", "a".repeat(600));
+    // (name, expected error code): 0 = refused by path rules, 1 = no such file.
+    let table: Vec<(Vec<u8>, Option<u16>)> = vec![
+        (b"../etc/passwd".to_vec(), Some(0)),
+        (b"..".to_vec(), Some(0)),
+        (b"/devices/../../etc/passwd".to_vec(), Some(0)),
+        (b"%2e%2e/%2e%2e/etc/passwd".to_vec(), Some(1)),
+        (b"%252e%252e/ztp.json".to_vec(), Some(1)),
+        (b"custom\\..\\..\\etc\\passwd".to_vec(), Some(0)),
+        (b"/etc/passwd".to_vec(), Some(1)),
+        (b"devices/\x01x".to_vec(), Some(0)),
+        (long.into_bytes(), Some(0)),
+        // A NUL ends the name on the wire: the rest is read as the mode, which is not a
+        // mode, so the request is dropped and no data ever arrives.
+        (b"ztp\0.json".to_vec(), None),
+    ];
+    let checks: Vec<_> = table
+        .into_iter()
+        .map(|(name, want)| {
+            blocking(move || {
+                let got = tftp_read(addr, &name, None, || ());
+                (name, want, got)
+            })
+        })
+        .collect();
+    for c in checks {
+        let (name, want, got) = c.await.unwrap();
+        let shown = String::from_utf8_lossy(&name[..name.len().min(40)]).to_string();
+        let Err((code, msg)) = got else { panic!("{shown:?} was served") };
+        match want {
+            Some(0) => assert!(code == 0 && msg.starts_with("refused: "), "{shown:?}: {code} {msg}"),
+            Some(w) => assert_eq!(code, w, "{shown:?}: {msg}"),
+            None => assert_eq!(code, 999, "{shown:?}: {msg}"),
+        }
+    }
+
+    // A write request gets "access violation" (code 2) and writes nothing.
+    let reply = blocking(move || {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        sock.send_to(b"\0\x02ztp.json\0octet\0", addr).unwrap();
+        let mut buf = [0u8; 512];
+        let (n, _) = sock.recv_from(&mut buf).unwrap();
+        buf[..n].to_vec()
+    })
+    .await
+    .unwrap();
+    assert_eq!(&reply[..4], &[0, 5, 0, 2], "{reply:?}");
+    assert!(tree_bytes(&state.current(), "ztp.json") == ztp);
+}
