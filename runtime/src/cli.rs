@@ -110,6 +110,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
     let store = Arc::new(Store::open(&cli.state).map_err(|e| e.to_string())?);
     let services = Arc::new(Services::default());
     let events = crate::events::start(store.clone());
+    state.set_events(events.clone());
     let ctx = Arc::new(Ctx { state: state.clone(), store, services: services.clone(), admin_token });
 
     let mut tasks = tokio::task::JoinSet::new();

@@ -126,7 +126,18 @@ async fn route(ctx: &Arc<Ctx>, peer: SocketAddr, req: Request<Incoming>) -> Resp
         let current = ctx.state.current();
         // The span puts the peer on files.rs's own log lines (refusals, transfers).
         let span = tracing::info_span!("http", %peer, generation = %current.id);
-        return files::respond(current, &method, &path, req.headers()).instrument(span).await;
+        let resp = files::respond(current, &method, &path, req.headers()).instrument(span).await;
+        if method == Method::GET {
+            let len = resp.headers().get("content-length").and_then(|v| v.to_str().ok()).unwrap_or("0");
+            ctx.state.event(crate::events::Event {
+                ip: peer.ip().to_string(),
+                kind: "http",
+                text: format!("GET {path}: {} ({len} bytes)", resp.status().as_u16()),
+                name: None,
+                mac: None,
+            });
+        }
+        return resp;
     };
     let api = api.to_string();
     let store = ctx.store.clone();

@@ -158,12 +158,16 @@ impl Store {
         self.with(|c| {
             let tx = c.transaction()?;
             for e in batch {
-                tx.execute(
+                // Only DHCP makes a device row appear (as Apstra lists leased devices);
+                // a fetch from an operator's laptop must not invent a device.
+                if e.kind == "dhcp" {
+                    tx.execute(
                     "INSERT INTO devices (ip, status, updated_at, name, mac) VALUES (?1, 'unknown', ?2, ?3, ?4)
                      ON CONFLICT(ip) DO UPDATE SET updated_at = ?2,
                        name = COALESCE(?3, name), mac = COALESCE(?4, mac)",
                     params![e.ip, now, e.name, e.mac],
-                )?;
+                    )?;
+                }
                 tx.execute(
                     "INSERT INTO events (ip, at, kind, text) VALUES (?1, ?2, ?3, ?4)",
                     params![e.ip, now, e.kind, clip(&e.text)],
@@ -254,6 +258,8 @@ mod tests {
     fn transitions_follow_apstra() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
+        s.event("10.0.0.9", "http", "GET /ztp.json: 200", None, None).unwrap();
+        assert!(s.device("10.0.0.9").unwrap().is_none(), "a fetch alone makes no device row");
         s.event("10.0.0.5", "dhcp", "ack 10.0.0.5", Some("leaf1"), Some("02:00:00:00:00:01")).unwrap();
         assert_eq!(s.device("10.0.0.5").unwrap().unwrap().status, "unknown");
         assert_eq!(s.report(&report("10.0.0.5", "Checking version")).unwrap().status, "in_progress");

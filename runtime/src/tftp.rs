@@ -144,6 +144,7 @@ impl Handler for GenHandler {
             peer: *client,
             path: clean,
             generation,
+            state: self.state.clone(),
             started: Instant::now(),
             _slot: slot,
         };
@@ -170,6 +171,7 @@ struct Transfer {
     peer: SocketAddr,
     path: String,
     generation: Arc<Generation>,
+    state: Arc<State>,
     started: Instant,
     _slot: Slot,
 }
@@ -214,11 +216,19 @@ impl Drop for Transfer {
     fn drop(&mut self) {
         let ms = self.started.elapsed().as_millis() as u64;
         let (peer, path, id) = (&self.peer, &self.path, &self.generation.id);
-        if self.sent >= self.size {
+        let done = self.sent >= self.size;
+        if done {
             tracing::info!(%peer, %path, bytes = self.sent, ms, generation = %id, "tftp: transfer done");
         } else {
             tracing::info!(%peer, %path, bytes = self.sent, size = self.size, ms, generation = %id, "tftp: transfer aborted");
         }
+        self.state.event(crate::events::Event {
+            ip: peer.ip().to_string(),
+            kind: "tftp",
+            text: format!("{path}: {} bytes, {}", self.sent, if done { "done" } else { "aborted" }),
+            name: None,
+            mac: None,
+        });
     }
 }
 

@@ -156,6 +156,12 @@ fn reports_api_spoofing_admin_and_kill_9() {
     assert!(row.contains("\"status\":\"completed\"") && row.contains("\"system_id\":\"SN1\""), "{row}");
     let (_, log) = get(rt.http, "/api/ztp/device/127.0.0.1/log");
     assert_eq!(serde_json::from_str::<serde_json::Value>(&log).unwrap().as_array().unwrap().len(), 3);
+    // A fetch lands in the device's log too (written asynchronously).
+    assert_eq!(get(rt.http, "/ztp-eos.sh").0, 200);
+    wait_for(
+        || get(rt.http, "/api/ztp/device/127.0.0.1/log").1.contains("GET /ztp-eos.sh: 200"),
+        "http event",
+    );
 
     // kill -9, restart: the acknowledged report is still there.
     let mut rt = rt;
