@@ -43,6 +43,10 @@ pub struct Cli {
     pub tftp_listen: SocketAddr,
     #[arg(long, value_name = "IP:PORT", default_value = "0.0.0.0:80")]
     pub http_listen: SocketAddr,
+    /// Bind DHCP to this interface (SO_BINDTODEVICE): broadcasts then leave through it,
+    /// whatever the routing table says. Recommended on multi-homed servers.
+    #[arg(long, value_name = "IFACE")]
+    pub dhcp_interface: Option<String>,
     /// Do not serve DHCP (for sites running Kea or dhcpd with the generated config).
     #[arg(long)]
     pub no_dhcp: bool,
@@ -120,9 +124,11 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let (st, dir, listen) = (state.clone(), cli.state.clone(), cli.dhcp_listen);
         services.set("dhcp", &listen.to_string(), "starting");
-        let ev = events.clone();
+        let (ev, iface) = (events.clone(), cli.dhcp_interface.clone());
         tasks.spawn(async move {
-            ("dhcp", crate::dhcp::server::serve_with_events(st, listen, &dir, tx, Some(ev)).await)
+            let r = crate::dhcp::server::serve_with_events(st, listen, &dir, tx, Some(ev), iface.as_deref())
+                .await;
+            ("dhcp", r)
         });
         announce(&services, "dhcp", rx).await?;
     }

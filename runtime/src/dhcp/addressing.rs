@@ -30,6 +30,20 @@ pub fn destination(req: &v4::Message, kind: MessageType) -> SocketAddr {
     }
 }
 
+/// The directed broadcast of the reply's subnet (yiaddr with the host bits set, from
+/// the reply's own subnet-mask option), for when a limited broadcast cannot be routed.
+pub fn directed_broadcast(reply: &v4::Message) -> Option<SocketAddr> {
+    let yi = reply.yiaddr();
+    if yi.is_unspecified() {
+        return None;
+    }
+    let Some(v4::DhcpOption::SubnetMask(mask)) = reply.opts().get(v4::OptionCode::SubnetMask) else {
+        return None;
+    };
+    let b = Ipv4Addr::from(u32::from(yi) | !u32::from(*mask));
+    Some(SocketAddr::V4(SocketAddrV4::new(b, CLIENT_PORT)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,6 +67,11 @@ mod tests {
         assert_eq!(destination(&renewing, MessageType::Nak), "255.255.255.255:68".parse().unwrap());
         let flagged = msg([0; 4], [0; 4], true);
         assert_eq!(destination(&flagged, MessageType::Offer), "255.255.255.255:68".parse().unwrap());
+        let mut offer = v4::Message::default();
+        offer.set_yiaddr([10, 99, 0, 11]);
+        assert_eq!(directed_broadcast(&offer), None);
+        offer.opts_mut().insert(v4::DhcpOption::SubnetMask([255, 255, 255, 0].into()));
+        assert_eq!(directed_broadcast(&offer), Some("10.99.0.255:68".parse().unwrap()));
         let plain = msg([0; 4], [0; 4], false);
         assert_eq!(destination(&plain, MessageType::Ack), "255.255.255.255:68".parse().unwrap());
     }

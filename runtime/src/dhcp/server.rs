@@ -44,7 +44,7 @@ pub async fn serve(
     state_dir: &Path,
     ready: oneshot::Sender<SocketAddr>,
 ) -> io::Result<()> {
-    serve_with_events(state, listen, state_dir, ready, None).await
+    serve_with_events(state, listen, state_dir, ready, None, None).await
 }
 
 /// [`serve`], also reporting each exchange that names an address (offer, ack, nak,
@@ -56,14 +56,14 @@ pub async fn serve_with_events(
     state_dir: &Path,
     ready: oneshot::Sender<SocketAddr>,
     events: Option<Sink>,
+    interface: Option<&str>,
 ) -> io::Result<()> {
     let dir = state_dir.to_path_buf();
     let now = unix_now();
     let (table, journal, seen) =
         tokio::task::spawn_blocking(move || journal::open(&dir, now)).await.map_err(io::Error::other)??;
     tracing::info!(leases = table.len(), records = seen.records, torn = seen.skipped, "DHCP leases loaded");
-    let sock = Arc::new(UdpSocket::bind(listen).await?);
-    sock.set_broadcast(true)?;
+    let sock = Arc::new(socket(listen, interface)?);
     let bound = sock.local_addr()?;
     let (tx, rx) = mpsc::channel(QUEUE);
     tokio::spawn(commit(journal, rx, sock.clone()));
@@ -91,7 +91,7 @@ enum Job {
 #[derive(Default)]
 struct Batch {
     records: Vec<Record>,
-    replies: Vec<(Vec<u8>, SocketAddr)>,
+    replies: Vec<(Vec<u8>, SocketAddr, Option<SocketAddr>)>,
 }
 
 struct Loop {
@@ -174,10 +174,11 @@ impl Loop {
         }
         let (Some(m), Some(kind)) = (&d.reply, d.kind()) else { return };
         let dest = addressing::destination(&req.msg, kind);
+        let fallback = addressing::directed_broadcast(m);
         if d.must_persist() {
             let mut bytes = Vec::with_capacity(400);
             match wire::encode(m, &mut bytes) {
-                Ok(()) => batch.replies.push((bytes, dest)),
+                Ok(()) => batch.replies.push((bytes, dest, fallback)),
                 Err(e) => tracing::warn!(error = %e, "DHCP reply could not be encoded"),
             }
             return;
@@ -186,9 +187,7 @@ impl Loop {
             tracing::warn!(error = %e, "DHCP reply could not be encoded");
             return;
         }
-        if let Err(e) = self.sock.send_to(&self.out, dest).await {
-            tracing::debug!(%dest, error = %e, "DHCP reply not sent");
-        }
+        send(&self.sock, &self.out, dest, fallback).await;
     }
 }
 
@@ -223,10 +222,8 @@ async fn commit(journal: Journal, mut rx: mpsc::Receiver<Job>, sock: Arc<UdpSock
         }
         for job in jobs {
             let Job::Batch(b) = job else { continue };
-            for (bytes, dest) in b.replies {
-                if let Err(e) = sock.send_to(&bytes, dest).await {
-                    tracing::debug!(%dest, error = %e, "DHCP reply not sent");
-                }
+            for (bytes, dest, fallback) in b.replies {
+                send(&sock, &bytes, dest, fallback).await;
             }
         }
     }
@@ -363,5 +360,41 @@ mod tests {
         assert_eq!(event_text(&req, &d), Some((a, "discover 10.0.0.5: no free address".into())));
         d.addr = None;
         assert_eq!(event_text(&req, &d), None);
+    }
+}
+
+/// The DHCP socket: broadcast allowed, a large receive buffer (bursts of DISCOVERs
+/// overflowed the default one under perfdhcp), and, with `--dhcp-interface`, bound to
+/// that device so that limited broadcasts leave through it even on a multi-homed host
+/// or one without a default route.
+fn socket(listen: SocketAddr, interface: Option<&str>) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(listen), Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    s.set_broadcast(true)?;
+    // Best effort: the kernel caps it at net.core.rmem_max.
+    let _ = s.set_recv_buffer_size(4 << 20);
+    if let Some(dev) = interface {
+        s.bind_device(Some(dev.as_bytes()))?;
+    }
+    s.bind(&listen.into())?;
+    s.set_nonblocking(true)?;
+    UdpSocket::from_std(s.into())
+}
+
+/// Send a reply. A limited broadcast fails with "network unreachable" when the host has
+/// no route for it (no default route, no bound interface); the subnet's directed
+/// broadcast then reaches the same segment, and clients in INIT state read it from
+/// their raw sockets alike.
+async fn send(sock: &UdpSocket, bytes: &[u8], dest: SocketAddr, fallback: Option<SocketAddr>) {
+    match sock.send_to(bytes, dest).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NetworkUnreachable && fallback.is_some() => {
+            let Some(alt) = fallback else { return };
+            if let Err(e) = sock.send_to(bytes, alt).await {
+                tracing::debug!(%dest, %alt, error = %e, "DHCP reply not sent");
+            }
+        }
+        Err(e) => tracing::debug!(%dest, error = %e, "DHCP reply not sent"),
     }
 }
