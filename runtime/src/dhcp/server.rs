@@ -330,39 +330,6 @@ impl std::fmt::Display for OrDash {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use dhcproto::v4::{self, DhcpOption};
-
-    use super::*;
-    use crate::dhcp::leases::Change;
-
-    #[test]
-    fn events_name_the_exchange_and_address() {
-        let mut msg = v4::Message::default();
-        msg.opts_mut().insert(DhcpOption::MessageType(MessageType::Discover));
-        let req = Request { msg, local: Ipv4Addr::UNSPECIFIED };
-        let mut reply = v4::Message::default();
-        reply.opts_mut().insert(DhcpOption::MessageType(MessageType::Offer));
-        let a = Ipv4Addr::new(10, 0, 0, 5);
-        let mut d = Decision {
-            reply: Some(reply),
-            why: "offer",
-            notable: false,
-            change: Change::None,
-            platform: None,
-            device: None,
-            addr: Some(a),
-        };
-        assert_eq!(event_text(&req, &d), Some((a, "discover → offer 10.0.0.5".into())));
-        d.reply = None;
-        d.why = "no free address";
-        assert_eq!(event_text(&req, &d), Some((a, "discover 10.0.0.5: no free address".into())));
-        d.addr = None;
-        assert_eq!(event_text(&req, &d), None);
-    }
-}
-
 /// The DHCP socket: broadcast allowed, a large receive buffer (bursts of DISCOVERs
 /// overflowed the default one under perfdhcp), and, with `--dhcp-interface`, bound to
 /// that device so that limited broadcasts leave through it even on a multi-homed host
@@ -396,5 +363,38 @@ async fn send(sock: &UdpSocket, bytes: &[u8], dest: SocketAddr, fallback: Option
             }
         }
         Err(e) => tracing::debug!(%dest, error = %e, "DHCP reply not sent"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dhcproto::v4::{self, DhcpOption};
+
+    use super::*;
+    use crate::dhcp::leases::Change;
+
+    #[test]
+    fn events_name_the_exchange_and_address() {
+        let mut msg = v4::Message::default();
+        msg.opts_mut().insert(DhcpOption::MessageType(MessageType::Discover));
+        let req = Request { msg, local: Ipv4Addr::UNSPECIFIED };
+        let mut reply = v4::Message::default();
+        reply.opts_mut().insert(DhcpOption::MessageType(MessageType::Offer));
+        let a = Ipv4Addr::new(10, 0, 0, 5);
+        let mut d = Decision {
+            reply: Some(reply),
+            why: "offer",
+            notable: false,
+            change: Change::None,
+            platform: None,
+            device: None,
+            addr: Some(a),
+        };
+        assert_eq!(event_text(&req, &d), Some((a, "discover → offer 10.0.0.5".into())));
+        d.reply = None;
+        d.why = "no free address";
+        assert_eq!(event_text(&req, &d), Some((a, "discover 10.0.0.5: no free address".into())));
+        d.addr = None;
+        assert_eq!(event_text(&req, &d), None);
     }
 }
