@@ -146,7 +146,7 @@ const DHCP_OPTIONS: &[&str] = &["domain-name", "domain-search", "dns", "ntp"];
 
 /// Parse KDL text into the syntax tree, pushing every problem into `diags`.
 pub fn parse(text: &str, diags: &mut Diagnostics) -> Option<FabricAst> {
-    let doc = match KdlDocument::parse_v2(text) {
+    let doc = match crate::kdl_fast::parse(text).map_or_else(|| KdlDocument::parse_v2(text), Ok) {
         Ok(doc) => doc,
         Err(e) => {
             for d in e.diagnostics {

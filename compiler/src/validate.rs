@@ -587,10 +587,11 @@ impl Validator<'_, '_> {
             let platform = d.platform.as_ref().and_then(|p| self.platform(p));
             let dup = |v: &mut Self,
                        code: Code,
-                       what: &str,
+                       what: &dyn Fn() -> String,
                        span: SourceSpan,
                        first: Option<&(String, SourceSpan)>| {
                 if let Some((owner, fspan)) = first {
+                    let what = what();
                     v.push(
                         Diag::error(code, span, format!("{what} is already used by `{owner}`"))
                             .label(format!("duplicate {what}"))
@@ -605,14 +606,19 @@ impl Validator<'_, '_> {
                 let mac = values::parse_mac(&m.v)
                     .map_err(|e| self.push(Diag::error(Code::BadMac, m.span, e).label("not a MAC address")))
                     .ok()?;
-                if !dup(self, Code::DuplicateMac, &format!("MAC {mac}"), m.span, macs.get(&mac)) {
+                if !dup(self, Code::DuplicateMac, &|| format!("MAC {mac}"), m.span, macs.get(&mac)) {
                     macs.insert(mac, (name.v.clone(), m.span));
                 }
                 Some(mac)
             });
             let serial = d.serial.as_ref().map(|s| {
-                if !dup(self, Code::DuplicateSerial, &format!("serial `{}`", s.v), s.span, serials.get(&s.v))
-                {
+                if !dup(
+                    self,
+                    Code::DuplicateSerial,
+                    &|| format!("serial `{}`", s.v),
+                    s.span,
+                    serials.get(&s.v),
+                ) {
                     serials.insert(s.v.clone(), (name.v.clone(), s.span));
                 }
                 s.v.clone()
@@ -622,14 +628,15 @@ impl Validator<'_, '_> {
                     remote_id: l.remote_id.as_ref().map(|r| r.v.clone()),
                     circuit_id: l.circuit_id.as_ref()?.v.clone(),
                 };
-                if !dup(self, Code::DuplicateLocation, "location", l.span, locs.get(&loc)) {
+                if !dup(self, Code::DuplicateLocation, &|| "location".to_string(), l.span, locs.get(&loc)) {
                     locs.insert(loc.clone(), (name.v.clone(), l.span));
                 }
                 Some(loc)
             });
             let address = d.address.as_ref().and_then(|a| {
                 let addr = self.ipv4(a)?;
-                if !dup(self, Code::DuplicateAddress, &format!("address {addr}"), a.span, addrs.get(&addr)) {
+                if !dup(self, Code::DuplicateAddress, &|| format!("address {addr}"), a.span, addrs.get(&addr))
+                {
                     addrs.insert(addr, (name.v.clone(), a.span));
                 }
                 if let (Some(dhcp), Some(dhcp_ast)) = (dhcp, dhcp_ast) {
@@ -690,12 +697,16 @@ impl Validator<'_, '_> {
             );
             return;
         };
-        let sub_ast = dhcp_ast
-            .subnets
-            .iter()
-            .find(|s| s.cidr.as_ref().and_then(|c| values::parse_cidr(&c.v).ok()) == Some(sub.cidr));
-        let sub_span = sub_ast.map(|s| span_of(&s.cidr, s.span)).unwrap_or(span);
         let _ = i;
+        // The subnet's syntax node is looked up only to draw an error: the common,
+        // valid case must not re-parse every subnet for every device.
+        let sub_ast = || {
+            dhcp_ast
+                .subnets
+                .iter()
+                .find(|s| s.cidr.as_ref().and_then(|c| values::parse_cidr(&c.v).ok()) == Some(sub.cidr))
+        };
+        let sub_span = || sub_ast().map(|s| span_of(&s.cidr, s.span)).unwrap_or(span);
         let reserved = if addr == sub.cidr.network {
             Some("the network address")
         } else if addr == sub.cidr.broadcast() {
@@ -709,16 +720,16 @@ impl Validator<'_, '_> {
             self.push(
                 Diag::error(Code::AddressReserved, span, format!("address {addr} is {what} of {}", sub.cidr))
                     .label(what.to_string())
-                    .also(sub_span, "in this subnet"),
+                    .also(sub_span(), "in this subnet"),
             );
             return;
         }
         if let Some(p) = sub.pools.iter().find(|p| p.contains(addr)) {
-            let pspan = sub_ast
+            let pspan = sub_ast()
                 .and_then(|s| {
                     pool_spans(s, sub).into_iter().zip(&sub.pools).find(|(_, q)| *q == p).map(|(s, _)| s)
                 })
-                .unwrap_or(sub_span);
+                .unwrap_or_else(sub_span);
             self.push(
                 Diag::error(
                     Code::AddressInPool,

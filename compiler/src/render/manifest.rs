@@ -168,7 +168,13 @@ mod mac_str {
 }
 
 /// Build the manifest for `fabric` whose served tree is `tree`.
-pub fn manifest(f: &Fabric, tree: &Artifacts, opts: &BuildOptions) -> Manifest {
+/// `sums` holds the sha256 of every file of `tree`, computed once by the caller.
+pub fn manifest(
+    f: &Fabric,
+    tree: &Artifacts,
+    sums: &std::collections::BTreeMap<String, String>,
+    opts: &BuildOptions,
+) -> Manifest {
     let platforms = Platform::ALL
         .iter()
         .map(|p| PlatformInfo {
@@ -218,7 +224,7 @@ pub fn manifest(f: &Fabric, tree: &Artifacts, opts: &BuildOptions) -> Manifest {
         .iter()
         .map(|(path, a)| FileInfo {
             path: path.clone(),
-            sha256: sha256_hex(&a.bytes),
+            sha256: sums.get(path).cloned().unwrap_or_else(|| sha256_hex(&a.bytes)),
             size: a.bytes.len() as u64,
             mode: format!("{:o}", a.mode),
         })
@@ -271,8 +277,13 @@ pub fn manifest(f: &Fabric, tree: &Artifacts, opts: &BuildOptions) -> Manifest {
     }
 }
 
-pub fn render(f: &Fabric, tree: &Artifacts, opts: &BuildOptions) -> String {
-    let mut s = serde_json::to_string_pretty(&manifest(f, tree, opts)).unwrap_or_default();
+pub fn render(
+    f: &Fabric,
+    tree: &Artifacts,
+    sums: &std::collections::BTreeMap<String, String>,
+    opts: &BuildOptions,
+) -> String {
+    let mut s = serde_json::to_string_pretty(&manifest(f, tree, sums, opts)).unwrap_or_default();
     s.push('\n');
     s
 }

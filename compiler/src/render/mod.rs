@@ -56,23 +56,22 @@ pub fn render(fabric: &Fabric, opts: &BuildOptions) -> Result<Artifacts, String>
             std::fs::read(&file.path).map_err(|e| format!("reading custom-config {}: {e}", file.rel))?;
         tree.insert(custom_path(&file.rel), Artifact { bytes, mode: MODE_SCRIPT });
     }
-    let sums = tree_sums(&tree);
-    tree.insert(SUMS.into(), Artifact { bytes: sums.into_bytes(), mode: MODE_FILE });
+    // Every file is hashed once: the digests feed both SHA256SUMS and runtime.json.
+    let mut sums: BTreeMap<String, String> =
+        tree.iter().map(|(path, a)| (path.clone(), sha256_hex(&a.bytes))).collect();
+    let listing: String = sums.iter().map(|(path, sum)| format!("{sum}  {path}\n")).collect();
+    sums.insert(SUMS.into(), sha256_hex(listing.as_bytes()));
+    tree.insert(SUMS.into(), Artifact { bytes: listing.into_bytes(), mode: MODE_FILE });
 
     let mut out: Artifacts = BTreeMap::new();
     out.insert(DHCPD_CONF.into(), Artifact { bytes: dhcpd::render(fabric).into_bytes(), mode: MODE_FILE });
     out.insert(KEA_CONF.into(), Artifact { bytes: kea::render(fabric).into_bytes(), mode: MODE_FILE });
-    let manifest = manifest::render(fabric, &tree, opts);
+    let manifest = manifest::render(fabric, &tree, &sums, opts);
     out.insert(MANIFEST.into(), Artifact { bytes: manifest.into_bytes(), mode: MODE_SECRET });
     for (path, a) in tree {
         out.insert(format!("{TFTP_DIR}/{path}"), a);
     }
     Ok(out)
-}
-
-/// `sha256  path` for every file of the served tree, as `sha256sum -c` reads it.
-fn tree_sums(tree: &Artifacts) -> String {
-    tree.iter().map(|(path, a)| format!("{}  {path}\n", sha256_hex(&a.bytes))).collect()
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

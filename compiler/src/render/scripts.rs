@@ -83,15 +83,16 @@ fn shquote(v: Value) -> String {
 }
 
 fn insert_script(tree: &mut Artifacts, p: Platform, path: String, text: String, mode: u32) {
-    let text = if p == Platform::Nxos { with_poap_md5(&text) } else { text };
     if p == Platform::Nxos {
+        let (text, md5) = with_poap_md5(&text);
         // POAP scripts fetch `<file>.md5` beside a file they verify (nos-dhcp.md, NXPY).
-        let md5 = poap_md5(&text);
         let name = path.rsplit('/').next().unwrap_or(&path).to_string();
         tree.insert(
             format!("{path}.md5"),
             Artifact { bytes: format!("{md5}  {name}\n").into_bytes(), mode: 0o644 },
         );
+        tree.insert(path, Artifact { bytes: text.into_bytes(), mode });
+        return;
     }
     tree.insert(path, Artifact { bytes: text.into_bytes(), mode });
 }
@@ -103,12 +104,15 @@ pub fn poap_md5(text: &str) -> String {
     crate::validate::hex(&Md5::digest(body.as_bytes()))
 }
 
-/// Replace the template's `#md5sum="0"` line with the real digest.
-fn with_poap_md5(text: &str) -> String {
+/// Replace the template's `#md5sum="0"` line with the real digest; returns the new
+/// text and the digest (which the new line does not change, by POAP's rule).
+fn with_poap_md5(text: &str) -> (String, String) {
     let md5 = poap_md5(text);
-    text.split_inclusive('\n')
+    let out = text
+        .split_inclusive('\n')
         .map(|l| if l.starts_with("#md5sum") { format!("#md5sum=\"{md5}\"\n") } else { l.to_string() })
-        .collect()
+        .collect();
+    (out, md5)
 }
 
 #[derive(Serialize)]
@@ -199,8 +203,9 @@ mod tests {
     #[test]
     fn poap_md5_ignores_its_own_line() {
         let a = "#!/bin/env python3\n#md5sum=\"0\"\nprint(1)\n";
-        let b = with_poap_md5(a);
+        let (b, md5) = with_poap_md5(a);
         assert_ne!(a, b);
+        assert_eq!(md5, poap_md5(&b));
         assert_eq!(poap_md5(a), poap_md5(&b));
         // md5 of the body without the md5sum line, as `sed '/^#md5sum/d' | md5sum` gives it.
         assert_eq!(poap_md5(a), "f5b9756f29c9414a9e359428ba4e2414");
