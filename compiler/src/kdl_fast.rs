@@ -3,9 +3,17 @@
 //! `kdl::KdlDocument::parse_v2` is a combinator parser that spends thousands of
 //! instructions per byte; on a fabric with thousands of devices it is nearly all of the
 //! time `ztpc check` takes. [`parse`] is a hand-written recursive-descent parser for the
-//! common subset of KDL 2.0 that builds the very same `kdl` types, with every span the
-//! `kdl` parser would give (node, node name, type annotation, entry, property name and
+//! common subset of KDL 2.0 that reads a text exactly the way `kdl` does, with every span
+//! the `kdl` parser would give (node, node name, type annotation, entry, property name and
 //! children block), so everything downstream (diagnostics included) is byte-identical.
+//!
+//! It does not build `kdl`'s types, which are large (a `KdlNode` is 448 bytes, a
+//! `KdlEntry` 384, each with its own `Vec`s and format strings): the document of a
+//! 10,000-device fabric took 49 MB and 180,000 allocations, and the page faults cost as
+//! much as the parsing. It builds a compact [`Document`] instead: two arenas (every node,
+//! and every entry, in one `Vec` each), with names and strings borrowed from the text
+//! unless they hold escapes. The syntax walker reads either tree through [`NodeView`] and
+//! [`EntryView`], which are implemented here for both.
 //!
 //! It is deliberately partial. It returns `None`, and the caller falls back to
 //! `parse_v2`, which then does all the error reporting, on any syntax error and on every
@@ -13,30 +21,311 @@
 //! strings, `#inf`/`#-inf`/`#nan`, floats with exponents, hex/octal/binary numbers, line
 //! continuations (`\`), a BOM, non-ASCII outside quoted strings and comments, newlines
 //! other than LF/CRLF/CR (VT, FF, NEL, LS, PS), DEL and NUL, a slashdashed node right
-//! after a value with no space (`a #true/-b`), and nesting deeper than [`MAX_DEPTH`].
+//! after a value with no space (`a #true/-b`), nesting deeper than [`MAX_DEPTH`], and
+//! texts of 4 GiB or more.
 //!
 //! The parser mirrors `kdl`'s `v2_parser.rs` function by function where the grammar
 //! backtracks (slashdash on nodes, entries and children blocks), so that whenever it
 //! accepts a text, it reads it the way `kdl` does. The differential tests at the end of
-//! this file hold it to that.
+//! this file hold it to that: they compare, through the views, the compact tree with the
+//! one `parse_v2` builds.
 
-use kdl::{KdlDocument, KdlEntry, KdlIdentifier, KdlNode, KdlValue};
+use std::borrow::Cow;
+
+use kdl::{KdlEntry, KdlIdentifier, KdlNode, KdlValue};
+use miette::SourceSpan;
 
 /// Deepest nesting of children blocks and slashdash chains handled by the fast path.
 pub const MAX_DEPTH: u32 = 128;
 
+/// A value as the syntax walker sees it, borrowed from either tree.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ValueRef<'t> {
+    String(&'t str),
+    Integer(i128),
+    Float(f64),
+    Bool(bool),
+    Null,
+}
+
+/// What the syntax walker reads from a node, implemented for `&KdlNode` (the fallback)
+/// and for [`FastNode`].
+pub trait NodeView<'t>: Copy {
+    type Entry: EntryView<'t>;
+    fn name(self) -> &'t str;
+    fn name_span(self) -> SourceSpan;
+    /// The type annotation and its span (that of the name inside the parentheses).
+    fn ty(self) -> Option<(&'t str, SourceSpan)>;
+    fn span(self) -> SourceSpan;
+    fn entries(self) -> impl Iterator<Item = Self::Entry>;
+    /// The children, and the span of the block's nodes (not of its braces).
+    fn children(self) -> Option<(impl Iterator<Item = Self>, SourceSpan)>;
+}
+
+/// What the syntax walker reads from an argument or property.
+pub trait EntryView<'t>: Copy {
+    /// A property's key and its span; `None` for an argument.
+    fn name(self) -> Option<(&'t str, SourceSpan)>;
+    fn ty(self) -> Option<(&'t str, SourceSpan)>;
+    fn value(self) -> ValueRef<'t>;
+    /// From the key (if any) through the value.
+    fn span(self) -> SourceSpan;
+}
+
+fn ident_view(id: &KdlIdentifier) -> (&str, SourceSpan) {
+    (id.value(), id.span())
+}
+
+impl<'t> NodeView<'t> for &'t KdlNode {
+    type Entry = &'t KdlEntry;
+
+    fn name(self) -> &'t str {
+        KdlNode::name(self).value()
+    }
+
+    fn name_span(self) -> SourceSpan {
+        KdlNode::name(self).span()
+    }
+
+    fn ty(self) -> Option<(&'t str, SourceSpan)> {
+        KdlNode::ty(self).map(ident_view)
+    }
+
+    fn span(self) -> SourceSpan {
+        KdlNode::span(self)
+    }
+
+    fn entries(self) -> impl Iterator<Item = &'t KdlEntry> {
+        KdlNode::entries(self).iter()
+    }
+
+    fn children(self) -> Option<(impl Iterator<Item = Self>, SourceSpan)> {
+        KdlNode::children(self).map(|d| (d.nodes().iter(), d.span()))
+    }
+}
+
+impl<'t> EntryView<'t> for &'t KdlEntry {
+    fn name(self) -> Option<(&'t str, SourceSpan)> {
+        KdlEntry::name(self).map(ident_view)
+    }
+
+    fn ty(self) -> Option<(&'t str, SourceSpan)> {
+        KdlEntry::ty(self).map(ident_view)
+    }
+
+    fn value(self) -> ValueRef<'t> {
+        match KdlEntry::value(self) {
+            KdlValue::String(s) => ValueRef::String(s),
+            KdlValue::Integer(i) => ValueRef::Integer(*i),
+            KdlValue::Float(f) => ValueRef::Float(*f),
+            KdlValue::Bool(b) => ValueRef::Bool(*b),
+            KdlValue::Null => ValueRef::Null,
+        }
+    }
+
+    fn span(self) -> SourceSpan {
+        KdlEntry::span(self)
+    }
+}
+
+/// A byte range of the text (the fast path only takes texts shorter than 4 GiB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    fn new(start: usize, end: usize) -> Span {
+        Span { start: start as u32, end: end as u32 }
+    }
+}
+
+impl From<Span> for SourceSpan {
+    fn from(s: Span) -> SourceSpan {
+        (s.start as usize..s.end as usize).into()
+    }
+}
+
+/// A name (node name, property key or type annotation) with its span.
+#[derive(Debug)]
+struct Ident<'a> {
+    value: Cow<'a, str>,
+    span: Span,
+}
+
+impl Ident<'_> {
+    fn view(&self) -> (&str, SourceSpan) {
+        (&self.value, self.span.into())
+    }
+}
+
+#[derive(Debug)]
+enum Value<'a> {
+    String(Cow<'a, str>),
+    Integer(i128),
+    Float(f64),
+    Bool(bool),
+    Null,
+}
+
+/// A run of nodes in [`Document::nodes`], and the span kdl gives their document.
+#[derive(Debug, Clone, Copy)]
+struct List {
+    start: u32,
+    end: u32,
+    span: Span,
+}
+
+#[derive(Debug)]
+struct Node<'a> {
+    name: Ident<'a>,
+    /// Boxed: annotations are rare, and this keeps the node small.
+    ty: Option<Box<Ident<'a>>>,
+    /// A run of [`Document::entries`].
+    entries: (u32, u32),
+    children: Option<List>,
+    span: Span,
+}
+
+#[derive(Debug)]
+struct Entry<'a> {
+    name: Option<Ident<'a>>,
+    ty: Option<Box<Ident<'a>>>,
+    value: Value<'a>,
+    span: Span,
+}
+
+/// The compact tree [`parse`] builds. Children lists are stored after their own
+/// children, so the top-level list comes last.
+#[derive(Debug)]
+pub struct Document<'a> {
+    nodes: Vec<Node<'a>>,
+    entries: Vec<Entry<'a>>,
+    top: List,
+}
+
+impl<'a> Document<'a> {
+    /// The top-level nodes.
+    pub fn nodes(&self) -> FastNodes<'_, 'a> {
+        self.list(self.top)
+    }
+
+    /// The span kdl gives the document: from the first node to the end of the last one.
+    pub fn span(&self) -> SourceSpan {
+        self.top.span.into()
+    }
+
+    fn list(&self, l: List) -> FastNodes<'_, 'a> {
+        let nodes = self.nodes.get(l.start as usize..l.end as usize).unwrap_or_default();
+        FastNodes { doc: self, iter: nodes.iter() }
+    }
+}
+
+/// A node of a [`Document`].
+#[derive(Debug, Clone, Copy)]
+pub struct FastNode<'t, 'a> {
+    doc: &'t Document<'a>,
+    node: &'t Node<'a>,
+}
+
+/// An argument or property of a [`Document`].
+#[derive(Debug, Clone, Copy)]
+pub struct FastEntry<'t, 'a>(&'t Entry<'a>);
+
+/// A list of nodes of a [`Document`].
+#[derive(Debug, Clone)]
+pub struct FastNodes<'t, 'a> {
+    doc: &'t Document<'a>,
+    iter: std::slice::Iter<'t, Node<'a>>,
+}
+
+impl<'t, 'a> Iterator for FastNodes<'t, 'a> {
+    type Item = FastNode<'t, 'a>;
+
+    fn next(&mut self) -> Option<FastNode<'t, 'a>> {
+        self.iter.next().map(|node| FastNode { doc: self.doc, node })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.iter.size_hint()
+    }
+}
+
+impl ExactSizeIterator for FastNodes<'_, '_> {}
+
+impl<'t, 'a> NodeView<'t> for FastNode<'t, 'a> {
+    type Entry = FastEntry<'t, 'a>;
+
+    fn name(self) -> &'t str {
+        &self.node.name.value
+    }
+
+    fn name_span(self) -> SourceSpan {
+        self.node.name.span.into()
+    }
+
+    fn ty(self) -> Option<(&'t str, SourceSpan)> {
+        self.node.ty.as_deref().map(Ident::view)
+    }
+
+    fn span(self) -> SourceSpan {
+        self.node.span.into()
+    }
+
+    fn entries(self) -> impl Iterator<Item = FastEntry<'t, 'a>> {
+        let (start, end) = self.node.entries;
+        self.doc.entries.get(start as usize..end as usize).unwrap_or_default().iter().map(FastEntry)
+    }
+
+    fn children(self) -> Option<(impl Iterator<Item = Self>, SourceSpan)> {
+        self.node.children.map(|l| (self.doc.list(l), l.span.into()))
+    }
+}
+
+impl<'t> EntryView<'t> for FastEntry<'t, '_> {
+    fn name(self) -> Option<(&'t str, SourceSpan)> {
+        self.0.name.as_ref().map(Ident::view)
+    }
+
+    fn ty(self) -> Option<(&'t str, SourceSpan)> {
+        self.0.ty.as_deref().map(Ident::view)
+    }
+
+    fn value(self) -> ValueRef<'t> {
+        match &self.0.value {
+            Value::String(s) => ValueRef::String(s),
+            Value::Integer(i) => ValueRef::Integer(*i),
+            Value::Float(f) => ValueRef::Float(*f),
+            Value::Bool(b) => ValueRef::Bool(*b),
+            Value::Null => ValueRef::Null,
+        }
+    }
+
+    fn span(self) -> SourceSpan {
+        self.0.span.into()
+    }
+}
+
 /// Parse `text` as KDL 2.0, or `None` when the fast path is not sure (syntax error or an
 /// unsupported construct): then use `KdlDocument::parse_v2`.
-pub fn parse(text: &str) -> Option<KdlDocument> {
-    if text.as_bytes().contains(&0) {
+pub fn parse(text: &str) -> Option<Document<'_>> {
+    if text.as_bytes().contains(&0) || u32::try_from(text.len()).is_err() {
         return None;
     }
-    let mut blank = KdlNode::new("");
-    blank.clear_format();
-    let mut p =
-        Parser { text, s: text.as_bytes(), pos: 0, depth: 0, nodes: Vec::new(), entries: Vec::new(), blank };
-    let doc = p.nodes(false)?;
-    (p.pos == p.s.len()).then_some(doc)
+    // A generated fabric has about one node per 30 bytes and one entry per 20: reserving
+    // that up front saves growing the arenas (pages past what is used are never touched).
+    let mut p = Parser {
+        text,
+        s: text.as_bytes(),
+        pos: 0,
+        depth: 0,
+        scratch: Vec::new(),
+        nodes: Vec::with_capacity(text.len() / 24),
+        entries: Vec::with_capacity(text.len() / 16),
+    };
+    let top = p.nodes(false)?;
+    (p.pos == p.s.len()).then_some(Document { nodes: p.nodes, entries: p.entries, top })
 }
 
 /// In every method, `None` means "give up" (a syntax error, or something the fast path
@@ -47,22 +336,12 @@ struct Parser<'a> {
     s: &'a [u8],
     pos: usize,
     depth: u32,
-    /// Scratch stacks for the nodes and entries being read (a `KdlNode` is 448 bytes, a
-    /// `KdlEntry` 384): each list is then moved into a `Vec` of exactly its length. Pushing
-    /// straight into the nodes' `Vec`s rounds most of them up to 4 elements: that made a
-    /// 10,000-device fabric take 105 MB instead of 65, and the page faults cost as much
-    /// as the parsing.
-    nodes: Vec<KdlNode>,
-    entries: Vec<KdlEntry>,
-    /// A node with an empty name and no format: cloning it allocates nothing, unlike
-    /// `KdlNode::new` (which allocates the format's trailing newline).
-    blank: KdlNode,
+    /// The nodes of the lists being read, each list then moved to `nodes` in one run.
+    scratch: Vec<Node<'a>>,
+    /// The arenas of the [`Document`].
+    nodes: Vec<Node<'a>>,
+    entries: Vec<Entry<'a>>,
 }
-
-/// Lists of nodes up to this long are gathered on the scratch stack; longer ones (the
-/// devices of a big fabric) go straight to their own `Vec`, which saves copying them
-/// twice.
-const SHORT_LIST: usize = 32;
 
 /// Bytes allowed in a bare identifier (ASCII only; kdl's `identifier-char`).
 fn is_ident_byte(c: u8) -> bool {
@@ -190,7 +469,7 @@ impl<'a> Parser<'a> {
                     b'/' => self.line_comment()?,
                     b'-' if nodes => {
                         self.slashdash()?;
-                        self.base_node()?;
+                        self.discard(Self::base_node)?;
                     }
                     _ => return Some(()),
                 },
@@ -206,15 +485,24 @@ impl<'a> Parser<'a> {
         self.line_space(false)
     }
 
+    /// Run `f` for text that is read but dropped (slashdashed), then drop whatever it
+    /// left in the arenas.
+    fn discard<T>(&mut self, f: impl FnOnce(&mut Self) -> Option<T>) -> Option<()> {
+        let (nodes, entries) = (self.nodes.len(), self.entries.len());
+        f(self)?;
+        self.nodes.truncate(nodes);
+        self.entries.truncate(entries);
+        Some(())
+    }
+
     /// kdl's `nodes`: the nodes of the document or of a children block. The span runs from
     /// the first node to the end of the last one (empty, after any leading space and
     /// comments, when there is none).
-    fn nodes(&mut self, in_children: bool) -> Option<KdlDocument> {
+    fn nodes(&mut self, in_children: bool) -> Option<List> {
         self.line_space(true)?;
         let start = self.pos;
         let mut end = start;
-        let mark = self.nodes.len();
-        let mut long = Vec::new();
+        let mark = self.scratch.len();
         loop {
             if self.eof() {
                 if in_children {
@@ -230,15 +518,7 @@ impl<'a> Parser<'a> {
             }
             let node = self.base_node()?;
             end = self.pos;
-            if long.capacity() == 0 && self.nodes.len() - mark < SHORT_LIST {
-                self.nodes.push(node);
-            } else {
-                if long.capacity() == 0 {
-                    long.reserve_exact(4 * SHORT_LIST);
-                    long.extend(self.nodes.drain(mark..));
-                }
-                long.push(node);
-            }
+            self.scratch.push(node);
             match self.b(0) {
                 b';' | b'\n' => self.pos += 1,
                 b'\r' => self.pos += if self.b(1) == b'\n' { 2 } else { 1 },
@@ -258,34 +538,25 @@ impl<'a> Parser<'a> {
             }
             self.line_space(true)?;
         }
-        let mut doc = KdlDocument::new();
-        if long.capacity() == 0 {
-            let nodes = doc.nodes_mut();
-            nodes.reserve_exact(self.nodes.len() - mark);
-            nodes.extend(self.nodes.drain(mark..));
-        } else {
-            *doc.nodes_mut() = long;
-        }
-        doc.set_span(start..end);
-        Some(doc)
+        let first = self.nodes.len();
+        self.nodes.extend(self.scratch.drain(mark..));
+        Some(List { start: first as u32, end: self.nodes.len() as u32, span: Span::new(start, end) })
     }
 
     /// kdl's `base_node`: `(type)? name entries children? node-space*`, not the terminator.
-    fn base_node(&mut self) -> Option<KdlNode> {
+    fn base_node(&mut self) -> Option<Node<'a>> {
         let start = self.pos;
         let ty = if self.b(0) == b'(' {
             let ty = self.ty()?;
             self.ws()?;
-            Some(ty)
+            Some(Box::new(ty))
         } else {
             None
         };
-        let mut node = self.blank.clone();
-        node.set_name(self.identifier()?);
-        if let Some(ty) = ty {
-            node.set_ty(ty);
-        }
-        let mark = self.entries.len();
+        let name = self.identifier()?;
+        // The node's entries go straight to the arena: nothing else is pushed there until
+        // they are all read (slashdashed entries are dropped, not pushed).
+        let first = self.entries.len();
         loop {
             let save = self.pos;
             let at_space = matches!(self.b(0), b' ' | b'\t') || (self.b(0) == b'/' && self.b(1) == b'*');
@@ -300,25 +571,23 @@ impl<'a> Parser<'a> {
                 }
             }
         }
-        let entries = node.entries_mut();
-        entries.reserve_exact(self.entries.len() - mark);
-        entries.extend(self.entries.drain(mark..));
+        let entries = (first as u32, self.entries.len() as u32);
         self.before_node_children()?;
+        let mut children = None;
         if self.b(0) == b'{' {
-            node.set_children(self.node_children()?);
+            children = Some(self.node_children()?);
             let save = self.pos;
             if !self.slashdashed_children()? {
                 self.pos = save;
             }
         }
         self.ws()?;
-        node.set_span(start..self.pos);
-        Some(node)
+        Some(Node { name, ty, entries, children, span: Span::new(start, self.pos) })
     }
 
     /// kdl's `node_entry`: space, slashdashed entries, then one argument or property.
     /// `Some(None)` when there is no entry here (kdl backtracks).
-    fn node_entry(&mut self) -> Option<Option<KdlEntry>> {
+    fn node_entry(&mut self) -> Option<Option<Entry<'a>>> {
         self.enter()?;
         self.ws()?;
         if self.at_slashdash() {
@@ -363,7 +632,7 @@ impl<'a> Parser<'a> {
         if self.b(0) != b'{' {
             return Some(false);
         }
-        self.node_children()?;
+        self.discard(Self::node_children)?;
         loop {
             let save = self.pos;
             if !(self.ws()? && self.at_slashdash()) {
@@ -375,7 +644,7 @@ impl<'a> Parser<'a> {
                 self.pos = save;
                 return Some(true);
             }
-            self.node_children()?;
+            self.discard(Self::node_children)?;
         }
     }
 
@@ -401,7 +670,7 @@ impl<'a> Parser<'a> {
     }
 
     /// `'{' nodes '}'`; the document's span is that of its nodes, not of the braces.
-    fn node_children(&mut self) -> Option<KdlDocument> {
+    fn node_children(&mut self) -> Option<List> {
         self.enter()?;
         self.pos += 1;
         let doc = self.nodes(true)?;
@@ -415,66 +684,55 @@ impl<'a> Parser<'a> {
 
     /// One argument or property, without leading space; its span covers the key (if
     /// any) through the value. `Some(None)` when kdl backtracks (no entry starts here).
-    fn entry(&mut self) -> Option<Option<KdlEntry>> {
+    fn entry(&mut self) -> Option<Option<Entry<'a>>> {
         let start = self.pos;
         let c = self.b(0);
         if self.eof() || matches!(c, b'{' | b'}' | b';' | b'\n' | b'\r' | b'/') {
             return Some(None);
         }
-        let mut entry = if c == b'"' || self.at_ident() {
-            let key = if c == b'"' { self.quoted()? } else { self.bare()?.to_owned() };
+        let (name, ty, value) = if c == b'"' || self.at_ident() {
+            let key = if c == b'"' { self.quoted()? } else { Cow::Borrowed(self.bare()?) };
             let key_end = self.pos;
             self.ws()?;
             if self.b(0) == b'=' {
                 self.pos += 1;
                 self.ws()?;
                 let (ty, value) = self.value()?;
-                let mut key = KdlIdentifier::from(key);
-                key.set_span(start..key_end);
-                let mut e = KdlEntry::new_prop(key, value);
-                if let Some(ty) = ty {
-                    e.set_ty(ty);
-                }
-                e
+                (Some(Ident { value: key, span: Span::new(start, key_end) }), ty, value)
             } else {
                 self.pos = key_end;
-                KdlEntry::new(KdlValue::String(key))
+                (None, None, Value::String(key))
             }
         } else {
             let (ty, value) = self.value()?;
-            let mut e = KdlEntry::new(value);
-            if let Some(ty) = ty {
-                e.set_ty(ty);
-            }
-            e
+            (None, ty, value)
         };
-        entry.set_span(start..self.pos);
-        Some(Some(entry))
+        Some(Some(Entry { name, ty, value, span: Span::new(start, self.pos) }))
     }
 
     /// `(type)? value`.
-    fn value(&mut self) -> Option<(Option<KdlIdentifier>, KdlValue)> {
+    fn value(&mut self) -> Option<(Option<Box<Ident<'a>>>, Value<'a>)> {
         let ty = if self.b(0) == b'(' {
             let ty = self.ty()?;
             self.ws()?;
-            Some(ty)
+            Some(Box::new(ty))
         } else {
             None
         };
         let c = self.b(0);
         let value = match c {
-            b'"' => KdlValue::String(self.quoted()?),
+            b'"' => Value::String(self.quoted()?),
             b'#' => self.keyword()?,
             b'0'..=b'9' => self.number()?,
             b'+' | b'-' if self.b(1).is_ascii_digit() => self.number()?,
-            _ if self.at_ident() => KdlValue::String(self.bare()?.to_owned()),
+            _ if self.at_ident() => Value::String(Cow::Borrowed(self.bare()?)),
             _ => return None,
         };
         Some((ty, value))
     }
 
     /// `'(' node-space* identifier node-space* ')'`.
-    fn ty(&mut self) -> Option<KdlIdentifier> {
+    fn ty(&mut self) -> Option<Ident<'a>> {
         self.pos += 1;
         self.ws()?;
         let id = self.identifier()?;
@@ -487,19 +745,17 @@ impl<'a> Parser<'a> {
     }
 
     /// A node name or type: a bare identifier or a quoted string, with its span.
-    fn identifier(&mut self) -> Option<KdlIdentifier> {
+    fn identifier(&mut self) -> Option<Ident<'a>> {
         let start = self.pos;
         let c = self.b(0);
         let value = if c == b'"' {
             self.quoted()?
         } else if self.at_ident() {
-            self.bare()?.to_owned()
+            Cow::Borrowed(self.bare()?)
         } else {
             return None;
         };
-        let mut id = KdlIdentifier::from(value);
-        id.set_span(start..self.pos);
-        Some(id)
+        Some(Ident { value, span: Span::new(start, self.pos) })
     }
 
     /// kdl's `value_terminator`, ASCII only: what may follow a value.
@@ -527,7 +783,7 @@ impl<'a> Parser<'a> {
     }
 
     /// A single-line `"..."` string with the simple escapes and `\u{...}`.
-    fn quoted(&mut self) -> Option<String> {
+    fn quoted(&mut self) -> Option<Cow<'a, str>> {
         if self.b(1) == b'"' && self.b(2) == b'"' {
             return None;
         }
@@ -587,23 +843,23 @@ impl<'a> Parser<'a> {
         let value = match out {
             Some(mut o) => {
                 o.push_str(tail);
-                o
+                Cow::Owned(o)
             }
-            None => tail.to_owned(),
+            None => Cow::Borrowed(tail),
         };
         self.pos += 1;
         self.at_value_end().then_some(value)
     }
 
     /// `#true`, `#false` or `#null`.
-    fn keyword(&mut self) -> Option<KdlValue> {
+    fn keyword(&mut self) -> Option<Value<'a>> {
         let rest = self.s.get(self.pos + 1..)?;
         let (value, len) = if rest.starts_with(b"true") {
-            (KdlValue::Bool(true), 4)
+            (Value::Bool(true), 4)
         } else if rest.starts_with(b"false") {
-            (KdlValue::Bool(false), 5)
+            (Value::Bool(false), 5)
         } else if rest.starts_with(b"null") {
-            (KdlValue::Null, 4)
+            (Value::Null, 4)
         } else {
             return None;
         };
@@ -612,7 +868,7 @@ impl<'a> Parser<'a> {
     }
 
     /// A decimal integer or a float without exponent: `[+-]?digit[digit_]*(.digit[digit_]*)?`.
-    fn number(&mut self) -> Option<KdlValue> {
+    fn number(&mut self) -> Option<Value<'a>> {
         let start = self.pos;
         let negative = self.b(0) == b'-';
         if matches!(self.b(0), b'+' | b'-') {
@@ -643,13 +899,13 @@ impl<'a> Parser<'a> {
         }
         let magnitude = udecimal(self.text.get(int_start..int_end)?)?;
         match frac {
-            None => Some(KdlValue::Integer(if negative { -magnitude } else { magnitude })),
+            None => Some(Value::Integer(if negative { -magnitude } else { magnitude })),
             Some(frac) => {
                 // kdl reads both parts as i128 first: a part that overflows is an error.
                 udecimal(self.text.get(frac)?)?;
                 let text = self.text.get(start..self.pos)?;
                 let value = if text.contains('_') { text.replace('_', "").parse() } else { text.parse() };
-                Some(KdlValue::Float(value.ok()?))
+                Some(Value::Float(value.ok()?))
             }
         }
     }
@@ -658,54 +914,61 @@ impl<'a> Parser<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use miette::SourceSpan;
+    use kdl::KdlDocument;
     use std::path::{Path, PathBuf};
 
     fn sp(s: SourceSpan) -> (usize, usize) {
         (s.offset(), s.len())
     }
 
-    fn cmp_ident(what: &str, a: Option<&KdlIdentifier>, b: Option<&KdlIdentifier>) -> Result<(), String> {
-        match (a, b) {
-            (None, None) => Ok(()),
-            (Some(a), Some(b)) if a.value() == b.value() && sp(a.span()) == sp(b.span()) => Ok(()),
-            _ => Err(format!(
-                "{what}: fast {:?} vs kdl {:?}",
-                a.map(|i| (i.value(), sp(i.span()))),
-                b.map(|i| (i.value(), sp(i.span())))
-            )),
-        }
+    type IdentView<'t> = Option<(&'t str, SourceSpan)>;
+
+    fn cmp_ident(what: &str, a: IdentView<'_>, b: IdentView<'_>) -> Result<(), String> {
+        let a = a.map(|(v, s)| (v, sp(s)));
+        let b = b.map(|(v, s)| (v, sp(s)));
+        if a == b { Ok(()) } else { Err(format!("{what}: fast {a:?} vs kdl {b:?}")) }
     }
 
-    fn same_value(a: &KdlValue, b: &KdlValue) -> bool {
+    fn same_value(a: ValueRef<'_>, b: ValueRef<'_>) -> bool {
         match (a, b) {
-            (KdlValue::Float(x), KdlValue::Float(y)) => x.to_bits() == y.to_bits(),
-            (KdlValue::String(x), KdlValue::String(y)) => x == y,
-            (KdlValue::Integer(x), KdlValue::Integer(y)) => x == y,
-            (KdlValue::Bool(x), KdlValue::Bool(y)) => x == y,
-            (KdlValue::Null, KdlValue::Null) => true,
+            (ValueRef::Float(x), ValueRef::Float(y)) => x.to_bits() == y.to_bits(),
+            (ValueRef::String(x), ValueRef::String(y)) => x == y,
+            (ValueRef::Integer(x), ValueRef::Integer(y)) => x == y,
+            (ValueRef::Bool(x), ValueRef::Bool(y)) => x == y,
+            (ValueRef::Null, ValueRef::Null) => true,
             _ => false,
         }
     }
 
-    fn cmp_doc(path: &str, a: &KdlDocument, b: &KdlDocument) -> Result<(), String> {
-        if sp(a.span()) != sp(b.span()) {
-            return Err(format!("{path}: document span fast {:?} vs kdl {:?}", sp(a.span()), sp(b.span())));
+    /// Compare two lists of nodes through the views, which is all the walker sees: every
+    /// name, type, value and span, down the whole tree.
+    fn cmp_nodes<'x, 'y, A: NodeView<'x>, B: NodeView<'y>>(
+        path: &str,
+        a: impl Iterator<Item = A>,
+        b: impl Iterator<Item = B>,
+    ) -> Result<(), String> {
+        let a: Vec<A> = a.collect();
+        let b: Vec<B> = b.collect();
+        if a.len() != b.len() {
+            return Err(format!("{path}: {} nodes vs {}", a.len(), b.len()));
         }
-        if a.nodes().len() != b.nodes().len() {
-            return Err(format!("{path}: {} nodes vs {}", a.nodes().len(), b.nodes().len()));
-        }
-        for (i, (x, y)) in a.nodes().iter().zip(b.nodes()).enumerate() {
-            let p = format!("{path}/{i}:{}", y.name().value());
-            cmp_ident(&format!("{p} name"), Some(x.name()), Some(y.name()))?;
+        for (i, (x, y)) in a.into_iter().zip(b).enumerate() {
+            let p = format!("{path}/{i}:{}", y.name());
+            cmp_ident(
+                &format!("{p} name"),
+                Some((x.name(), x.name_span())),
+                Some((y.name(), y.name_span())),
+            )?;
             cmp_ident(&format!("{p} type"), x.ty(), y.ty())?;
             if sp(x.span()) != sp(y.span()) {
                 return Err(format!("{p}: node span fast {:?} vs kdl {:?}", sp(x.span()), sp(y.span())));
             }
-            if x.entries().len() != y.entries().len() {
-                return Err(format!("{p}: {} entries vs {}", x.entries().len(), y.entries().len()));
+            let xe: Vec<_> = x.entries().collect();
+            let ye: Vec<_> = y.entries().collect();
+            if xe.len() != ye.len() {
+                return Err(format!("{p}: {} entries vs {}", xe.len(), ye.len()));
             }
-            for (j, (e, f)) in x.entries().iter().zip(y.entries()).enumerate() {
+            for (j, (e, f)) in xe.into_iter().zip(ye).enumerate() {
                 let q = format!("{p} entry {j}");
                 cmp_ident(&format!("{q} name"), e.name(), f.name())?;
                 cmp_ident(&format!("{q} type"), e.ty(), f.ty())?;
@@ -718,13 +981,25 @@ mod tests {
             }
             match (x.children(), y.children()) {
                 (None, None) => {}
-                (Some(c), Some(d)) => cmp_doc(&p, c, d)?,
+                (Some((c, cs)), Some((d, ds))) => {
+                    if sp(cs) != sp(ds) {
+                        return Err(format!("{p}: children span fast {:?} vs kdl {:?}", sp(cs), sp(ds)));
+                    }
+                    cmp_nodes(&p, c, d)?;
+                }
                 (c, d) => {
                     return Err(format!("{p}: children fast {} vs kdl {}", c.is_some(), d.is_some()));
                 }
             }
         }
         Ok(())
+    }
+
+    fn cmp_doc(a: &Document<'_>, b: &KdlDocument) -> Result<(), String> {
+        if sp(a.span()) != sp(b.span()) {
+            return Err(format!("document span fast {:?} vs kdl {:?}", sp(a.span()), sp(b.span())));
+        }
+        cmp_nodes("", a.nodes(), b.nodes().iter())
     }
 
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -746,7 +1021,7 @@ mod tests {
             (Err(_), Some(_)) => Err(format!("kdl rejects, fast path accepts: {text:?}")),
             (Ok(_), None) => Ok(Agree::Fallback),
             (Ok(slow), Some(fast)) => {
-                cmp_doc("", &fast, &slow).map(|()| Agree::Fast).map_err(|e| format!("{e}\nin {text:?}"))
+                cmp_doc(&fast, &slow).map(|()| Agree::Fast).map_err(|e| format!("{e}\nin {text:?}"))
             }
         }
     }

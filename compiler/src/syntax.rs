@@ -4,8 +4,12 @@
 //! and value types exist where) and nothing of its meaning: addresses are still strings
 //! here. Unknown names are reported with the nearest known one.
 
-use kdl::{KdlDocument, KdlEntry, KdlNode, KdlValue};
+use std::marker::PhantomData;
+
+use kdl::KdlDocument;
 use miette::SourceSpan;
+
+use crate::kdl_fast::{EntryView, NodeView, ValueRef};
 
 use crate::diag::{Code, Diag, Diagnostics};
 
@@ -146,7 +150,10 @@ const DHCP_OPTIONS: &[&str] = &["domain-name", "domain-search", "dns", "ntp"];
 
 /// Parse KDL text into the syntax tree, pushing every problem into `diags`.
 pub fn parse(text: &str, diags: &mut Diagnostics) -> Option<FabricAst> {
-    let doc = match crate::kdl_fast::parse(text).map_or_else(|| KdlDocument::parse_v2(text), Ok) {
+    if let Some(doc) = crate::kdl_fast::parse(text) {
+        return walk(doc.nodes(), diags);
+    }
+    let doc = match KdlDocument::parse_v2(text) {
         Ok(doc) => doc,
         Err(e) => {
             for d in e.diagnostics {
@@ -161,10 +168,15 @@ pub fn parse(text: &str, diags: &mut Diagnostics) -> Option<FabricAst> {
             return None;
         }
     };
-    let mut w = Walker { diags };
+    walk(doc.nodes().iter(), diags)
+}
+
+/// Walk the top-level nodes of either tree (the fast path's, or kdl's).
+fn walk<'t, N: NodeView<'t>>(nodes: impl Iterator<Item = N>, diags: &mut Diagnostics) -> Option<FabricAst> {
+    let mut w = Walker { diags, tree: PhantomData };
     let mut fabric: Option<FabricAst> = None;
-    for node in doc.nodes() {
-        let name = node.name().value();
+    for node in nodes {
+        let name = node.name();
         if name != "fabric" {
             w.unknown_node(node, &["fabric"], "the top level");
             continue;
@@ -184,16 +196,41 @@ pub fn parse(text: &str, diags: &mut Diagnostics) -> Option<FabricAst> {
     fabric
 }
 
-struct Walker<'d> {
+/// Reads nodes of type `N` (see [`NodeView`]).
+struct Walker<'d, 't, N> {
     diags: &'d mut Diagnostics,
+    tree: PhantomData<fn(&'t ()) -> N>,
 }
 
-fn name_span(node: &KdlNode) -> SourceSpan {
-    node.name().span()
-}
-
-fn is_arg(e: &KdlEntry) -> bool {
+fn is_arg<'t>(e: &impl EntryView<'t>) -> bool {
     e.name().is_none()
+}
+
+/// The positional arguments of a node: found again on each use rather than collected,
+/// to allocate nothing.
+#[derive(Clone, Copy)]
+struct Args<N> {
+    node: N,
+    len: usize,
+}
+
+impl<'t, N: NodeView<'t>> Args<N> {
+    fn iter(self) -> impl Iterator<Item = N::Entry> {
+        self.node.entries().filter(is_arg)
+    }
+
+    fn first(self) -> Option<N::Entry> {
+        self.iter().next()
+    }
+}
+
+/// The children of `node` that are in `known` or `extra` (the others are reported by
+/// `Walker::unknown_children`), in order.
+fn known_children<'t, N: NodeView<'t>>(node: N, known: &[&str], extra: &[&str]) -> impl Iterator<Item = N> {
+    node.children().into_iter().flat_map(|(nodes, _)| nodes).filter(move |c| {
+        let name = c.name();
+        known.contains(&name) || extra.contains(&name)
+    })
 }
 
 /// The known name closest to `name`, if it is close enough to be a likely typo.
@@ -206,15 +243,15 @@ pub(crate) fn nearest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
         .map(|(_, k)| k)
 }
 
-impl Walker<'_> {
+impl<'t, N: NodeView<'t>> Walker<'_, 't, N> {
     fn push(&mut self, d: Diag) {
         self.diags.push(d);
     }
 
-    fn unknown_node(&mut self, node: &KdlNode, known: &[&str], place: &str) {
-        let name = node.name().value();
+    fn unknown_node(&mut self, node: N, known: &[&str], place: &str) {
+        let name = node.name();
         let mut d =
-            Diag::error(Code::UnknownNode, name_span(node), format!("unknown node `{name}` in {place}"))
+            Diag::error(Code::UnknownNode, node.name_span(), format!("unknown node `{name}` in {place}"))
                 .label("not known here");
         d = match nearest(name, known) {
             Some(k) => d.help(format!("did you mean `{k}`?")),
@@ -223,10 +260,10 @@ impl Walker<'_> {
         self.push(d);
     }
 
-    fn duplicate(&mut self, node: &KdlNode, first: SourceSpan) {
-        let name = node.name().value();
+    fn duplicate(&mut self, node: N, first: SourceSpan) {
+        let name = node.name();
         self.push(
-            Diag::error(Code::DuplicateNode, name_span(node), format!("`{name}` is given twice"))
+            Diag::error(Code::DuplicateNode, node.name_span(), format!("`{name}` is given twice"))
                 .label("second one")
                 .also(first, "first one here")
                 .help(format!("keep one `{name}`")),
@@ -234,53 +271,45 @@ impl Walker<'_> {
     }
 
     /// Check the node's properties against `allowed`; report unknown ones.
-    fn props(&mut self, node: &KdlNode, allowed: &[&str]) {
-        let mut seen: Vec<(&str, SourceSpan)> = Vec::new();
-        for e in node.entries() {
-            let Some(id) = e.name() else { continue };
-            let key = id.value();
+    fn props(&mut self, node: N, allowed: &[&str]) {
+        for (i, e) in node.entries().enumerate() {
+            let Some((key, _)) = e.name() else { continue };
             if !allowed.contains(&key) {
                 let mut d = Diag::error(
                     Code::UnknownProperty,
                     e.span(),
-                    format!("unknown property `{key}` on `{}`", node.name().value()),
+                    format!("unknown property `{key}` on `{}`", node.name()),
                 )
                 .label("not known here");
                 d = match nearest(key, allowed) {
                     Some(k) => d.help(format!("did you mean `{k}`?")),
-                    None if allowed.is_empty() => {
-                        d.help(format!("`{}` takes no properties", node.name().value()))
-                    }
+                    None if allowed.is_empty() => d.help(format!("`{}` takes no properties", node.name())),
                     None => d.help(format!("known properties: {}", allowed.join(", "))),
                 };
                 self.push(d);
-            } else if let Some((_, first)) = seen.iter().find(|(k, _)| *k == key) {
+            } else if let Some(first) =
+                node.entries().take(i).find(|f| f.name().is_some_and(|(k, _)| k == key))
+            {
+                // The first entry with this (allowed) key; looked up again rather than
+                // remembered, to allocate nothing.
                 self.push(
                     Diag::error(Code::DuplicateNode, e.span(), format!("property `{key}` is given twice"))
                         .label("second one")
-                        .also(*first, "first one here"),
+                        .also(first.span(), "first one here"),
                 );
-            } else {
-                seen.push((key, e.span()));
             }
         }
     }
 
-    fn prop<'a>(&self, node: &'a KdlNode, key: &str) -> Option<&'a KdlEntry> {
-        node.entries().iter().find(|e| e.name().is_some_and(|n| n.value() == key))
+    fn prop(&self, node: N, key: &str) -> Option<N::Entry> {
+        node.entries().find(|e| e.name().is_some_and(|(n, _)| n == key))
     }
 
     /// Positional arguments, with an arity check: between `min` and `max` (None = any).
-    fn args<'a>(
-        &mut self,
-        node: &'a KdlNode,
-        min: usize,
-        max: Option<usize>,
-        what: &str,
-    ) -> Vec<&'a KdlEntry> {
-        let args: Vec<&KdlEntry> = node.entries().iter().filter(|e| is_arg(e)).collect();
-        let name = node.name().value();
-        if args.len() < min {
+    fn args(&mut self, node: N, min: usize, max: Option<usize>, what: &str) -> Args<N> {
+        let args = Args { node, len: node.entries().filter(is_arg).count() };
+        let name = node.name();
+        if args.len < min {
             let want = match max {
                 Some(m) if m == min => format!("{min}"),
                 _ => format!("at least {min}"),
@@ -288,17 +317,17 @@ impl Walker<'_> {
             self.push(
                 Diag::error(
                     Code::WrongArity,
-                    name_span(node),
+                    node.name_span(),
                     format!(
                         "`{name}` needs {want} argument{} ({what}), found {}",
                         crate::diag::plural(min),
-                        args.len()
+                        args.len
                     ),
                 )
                 .label("missing argument"),
             );
-        } else if let Some(m) = max.filter(|m| args.len() > *m) {
-            for extra in &args[m..] {
+        } else if let Some(m) = max.filter(|m| args.len > *m) {
+            for extra in args.iter().skip(m) {
                 self.push(
                     Diag::error(
                         Code::WrongArity,
@@ -306,7 +335,7 @@ impl Walker<'_> {
                         format!(
                             "`{name}` takes {m} argument{} ({what}), found {}",
                             crate::diag::plural(m),
-                            args.len()
+                            args.len
                         ),
                     )
                     .label("extra argument"),
@@ -316,26 +345,26 @@ impl Walker<'_> {
         args
     }
 
-    fn leaf(&mut self, node: &KdlNode) {
-        if let Some(ch) = node.children() {
+    fn leaf(&mut self, node: N) {
+        if let Some((_, span)) = node.children() {
             self.push(
                 Diag::error(
                     Code::UnexpectedChildren,
-                    ch.span(),
-                    format!("`{}` takes no children block", node.name().value()),
+                    span,
+                    format!("`{}` takes no children block", node.name()),
                 )
                 .label("unexpected block"),
             );
         }
     }
 
-    fn no_annotation(&mut self, e: &KdlEntry) -> bool {
-        if let Some(ty) = e.ty() {
+    fn no_annotation(&mut self, e: N::Entry) -> bool {
+        if let Some((ty, _)) = e.ty() {
             self.push(
                 Diag::error(
                     Code::WrongType,
                     e.span(),
-                    format!("type annotation `({})` is not allowed here", ty.value()),
+                    format!("type annotation `({ty})` is not allowed here"),
                 )
                 .label("unexpected annotation")
                 .help("only secrets take `(env)` or `(file)`"),
@@ -345,12 +374,12 @@ impl Walker<'_> {
         true
     }
 
-    fn string(&mut self, e: &KdlEntry, what: &str) -> Option<S<String>> {
+    fn string(&mut self, e: N::Entry, what: &str) -> Option<S<String>> {
         if !self.no_annotation(e) {
             return None;
         }
         match e.value() {
-            KdlValue::String(s) => Some(S { v: s.clone(), span: e.span() }),
+            ValueRef::String(s) => Some(S { v: s.to_owned(), span: e.span() }),
             other => {
                 self.type_error(e, what, "a string", other);
                 None
@@ -358,12 +387,12 @@ impl Walker<'_> {
         }
     }
 
-    fn int(&mut self, e: &KdlEntry, what: &str) -> Option<S<i128>> {
+    fn int(&mut self, e: N::Entry, what: &str) -> Option<S<i128>> {
         if !self.no_annotation(e) {
             return None;
         }
         match e.value() {
-            KdlValue::Integer(i) => Some(S { v: *i, span: e.span() }),
+            ValueRef::Integer(i) => Some(S { v: i, span: e.span() }),
             other => {
                 self.type_error(e, what, "an integer", other);
                 None
@@ -371,15 +400,15 @@ impl Walker<'_> {
         }
     }
 
-    fn boolean(&mut self, e: &KdlEntry, what: &str) -> Option<S<bool>> {
+    fn boolean(&mut self, e: N::Entry, what: &str) -> Option<S<bool>> {
         if !self.no_annotation(e) {
             return None;
         }
         match e.value() {
-            KdlValue::Bool(b) => Some(S { v: *b, span: e.span() }),
+            ValueRef::Bool(b) => Some(S { v: b, span: e.span() }),
             other => {
                 let mut d = type_diag(e, what, "a boolean", other);
-                if let KdlValue::String(s) = other
+                if let ValueRef::String(s) = other
                     && (s == "true" || s == "false")
                 {
                     d = d.help(format!("KDL 2 booleans are written `#{s}`"));
@@ -390,19 +419,19 @@ impl Walker<'_> {
         }
     }
 
-    fn type_error(&mut self, e: &KdlEntry, what: &str, want: &str, got: &KdlValue) {
+    fn type_error(&mut self, e: N::Entry, what: &str, want: &str, got: ValueRef<'_>) {
         self.push(type_diag(e, what, want, got));
     }
 
-    fn secret(&mut self, e: &KdlEntry, what: &str) -> Option<SecretAst> {
-        let KdlValue::String(s) = e.value() else {
+    fn secret(&mut self, e: N::Entry, what: &str) -> Option<SecretAst> {
+        let ValueRef::String(s) = e.value() else {
             self.type_error(e, what, "a string, `(env)\"VAR\"` or `(file)\"path\"`", e.value());
             return None;
         };
-        let src = match e.ty().map(|t| t.value()) {
-            None => SecretSrc::Literal(s.clone()),
-            Some("env") => SecretSrc::Env(s.clone()),
-            Some("file") => SecretSrc::File(s.clone()),
+        let src = match e.ty().map(|(t, _)| t) {
+            None => SecretSrc::Literal(s.to_owned()),
+            Some("env") => SecretSrc::Env(s.to_owned()),
+            Some("file") => SecretSrc::File(s.to_owned()),
             Some(other) => {
                 self.push(
                     Diag::error(Code::WrongType, e.span(), format!("unknown secret source `({other})`"))
@@ -415,53 +444,44 @@ impl Walker<'_> {
         Some(SecretAst { src, span: e.span() })
     }
 
-    fn strings(&mut self, node: &KdlNode, min: usize, what: &str) -> Vec<S<String>> {
+    fn strings(&mut self, node: N, min: usize, what: &str) -> Vec<S<String>> {
         self.props(node, &[]);
         self.leaf(node);
         let args = self.args(node, min, None, what);
-        args.into_iter().filter_map(|e| self.string(e, what)).collect()
+        args.iter().filter_map(|e| self.string(e, what)).collect()
     }
 
-    fn one_string(&mut self, node: &KdlNode, what: &str) -> Option<S<String>> {
+    fn one_string(&mut self, node: N, what: &str) -> Option<S<String>> {
         self.props(node, &[]);
         self.leaf(node);
         let args = self.args(node, 1, Some(1), what);
         args.first().and_then(|e| self.string(e, what))
     }
 
-    /// Children of `node` that are in `known`; unknown ones are reported.
-    fn children<'a>(&mut self, node: &'a KdlNode, known: &[&str]) -> Vec<&'a KdlNode> {
-        let place = format!("`{}`", node.name().value());
-        let mut out = Vec::new();
-        if let Some(doc) = node.children() {
-            for child in doc.nodes() {
-                if known.contains(&child.name().value()) {
-                    out.push(child);
-                } else {
-                    self.unknown_node(child, known, &place);
-                }
+    /// Report the children of `node` that are neither in `known` nor in `extra`; then
+    /// iterate the others with [`known_children`].
+    fn unknown_children(&mut self, node: N, known: &[&str], extra: &[&str]) {
+        let Some((nodes, _)) = node.children() else { return };
+        for child in nodes {
+            let name = child.name();
+            if !known.contains(&name) && !extra.contains(&name) {
+                let all: Vec<&str> = known.iter().chain(extra).copied().collect();
+                self.unknown_node(child, &all, &format!("`{}`", node.name()));
             }
         }
-        out
     }
 
     /// Store `value` in a once-only slot, reporting a duplicate node otherwise.
-    fn once<T>(
-        &mut self,
-        slot: &mut Option<T>,
-        first: &mut Option<SourceSpan>,
-        node: &KdlNode,
-        value: Option<T>,
-    ) {
+    fn once<T>(&mut self, slot: &mut Option<T>, first: &mut Option<SourceSpan>, node: N, value: Option<T>) {
         if let Some(f) = *first {
             self.duplicate(node, f);
             return;
         }
-        *first = Some(name_span(node));
+        *first = Some(node.name_span());
         *slot = value;
     }
 
-    fn fabric(&mut self, node: &KdlNode) -> FabricAst {
+    fn fabric(&mut self, node: N) -> FabricAst {
         self.props(node, &[]);
         let args = self.args(node, 1, Some(1), "the fabric's name");
         let mut f = FabricAst {
@@ -478,10 +498,11 @@ impl Walker<'_> {
         let mut firsts: [Option<SourceSpan>; 4] = [None; 4];
         let mut platform_firsts: Vec<(String, SourceSpan)> = Vec::new();
         let mut model_firsts: Vec<(String, SourceSpan)> = Vec::new();
-        let mut known: Vec<&str> = FABRIC_CHILDREN.to_vec();
-        known.sort_unstable();
-        for child in self.children(node, FABRIC_CHILDREN) {
-            match child.name().value() {
+        self.unknown_children(node, FABRIC_CHILDREN, &[]);
+        let devices = known_children(node, &["device"], &[]).count();
+        f.devices.reserve_exact(devices);
+        for child in known_children(node, FABRIC_CHILDREN, &[]) {
+            match child.name() {
                 "ztp-server" => {
                     let v = self.ztp_server(child);
                     self.once(&mut f.ztp_server, &mut firsts[0], child, Some(v));
@@ -497,14 +518,14 @@ impl Walker<'_> {
                 "defaults" => {
                     self.props(child, &[]);
                     self.args(child, 0, Some(0), "none");
-                    let v = self.settings(child, &[]).0;
+                    let v = self.settings(child, &[]);
                     self.once(&mut f.defaults, &mut firsts[3], child, Some(v));
                 }
                 kind @ ("platform" | "model") => {
                     self.props(child, &[]);
                     let args = self.args(child, 1, Some(1), "its name");
                     let name = args.first().and_then(|e| self.string(e, "name"));
-                    let settings = self.settings(child, &[]).0;
+                    let settings = self.settings(child, &[]);
                     let Some(name) = name else { continue };
                     let (list, firsts) = if kind == "platform" {
                         (&mut f.platforms, &mut platform_firsts)
@@ -548,19 +569,19 @@ impl Walker<'_> {
         f
     }
 
-    fn missing(&mut self, parent: &KdlNode, what: &str, help: &str) {
+    fn missing(&mut self, parent: N, what: &str, help: &str) {
         self.push(
             Diag::error(
                 Code::MissingNode,
-                name_span(parent),
-                format!("`{}` has no `{what}`", parent.name().value()),
+                parent.name_span(),
+                format!("`{}` has no `{what}`", parent.name()),
             )
             .label(format!("`{what}` missing in here"))
             .help(help.to_string()),
         );
     }
 
-    fn ztp_server(&mut self, node: &KdlNode) -> ZtpServerAst {
+    fn ztp_server(&mut self, node: N) -> ZtpServerAst {
         self.props(node, &["http-port"]);
         self.leaf(node);
         let args = self.args(node, 1, Some(1), "the server's IPv4 address");
@@ -569,14 +590,16 @@ impl Walker<'_> {
         ZtpServerAst { address, http_port, span: node.span() }
     }
 
-    fn controller(&mut self, node: &KdlNode) -> ControllerAst {
+    fn controller(&mut self, node: N) -> ControllerAst {
         self.props(node, &[]);
         let args = self.args(node, 1, Some(1), "the controller's URL");
         let url = args.first().and_then(|e| self.string(e, "URL"));
         let mut c = ControllerAst { url, user: None, password: None, ca_cert: None, span: node.span() };
         let mut firsts: [Option<SourceSpan>; 3] = [None; 3];
-        for child in self.children(node, &["user", "password", "ca-cert"]) {
-            match child.name().value() {
+        let known = ["user", "password", "ca-cert"];
+        self.unknown_children(node, &known, &[]);
+        for child in known_children(node, &known, &[]) {
+            match child.name() {
                 "user" => {
                     let v = self.one_string(child, "user name");
                     self.once(&mut c.user, &mut firsts[0], child, v);
@@ -605,13 +628,8 @@ impl Walker<'_> {
     }
 
     /// The four option nodes shared by `dhcp` and `subnet`; returns true if `child` was one.
-    fn dhcp_option(
-        &mut self,
-        child: &KdlNode,
-        o: &mut DhcpOptsAst,
-        firsts: &mut [Option<SourceSpan>; 4],
-    ) -> bool {
-        match child.name().value() {
+    fn dhcp_option(&mut self, child: N, o: &mut DhcpOptsAst, firsts: &mut [Option<SourceSpan>; 4]) -> bool {
+        match child.name() {
             "domain-name" => {
                 let v = self.one_string(child, "a domain name");
                 self.once(&mut o.domain_name, &mut firsts[0], child, v);
@@ -633,7 +651,7 @@ impl Walker<'_> {
         true
     }
 
-    fn dhcp(&mut self, node: &KdlNode) -> DhcpAst {
+    fn dhcp(&mut self, node: N) -> DhcpAst {
         self.props(node, &[]);
         self.args(node, 0, Some(0), "none");
         let mut d = DhcpAst {
@@ -646,13 +664,13 @@ impl Walker<'_> {
         };
         let mut opt_firsts = [None; 4];
         let mut firsts: [Option<SourceSpan>; 2] = [None; 2];
-        let known: Vec<&str> =
-            DHCP_OPTIONS.iter().copied().chain(["lease-time", "interfaces", "subnet"]).collect();
-        for child in self.children(node, &known) {
+        let extra = ["lease-time", "interfaces", "subnet"];
+        self.unknown_children(node, DHCP_OPTIONS, &extra);
+        for child in known_children(node, DHCP_OPTIONS, &extra) {
             if self.dhcp_option(child, &mut d.options, &mut opt_firsts) {
                 continue;
             }
-            match child.name().value() {
+            match child.name() {
                 "lease-time" => {
                     self.props(child, &["max"]);
                     self.leaf(child);
@@ -685,7 +703,7 @@ impl Walker<'_> {
         d
     }
 
-    fn subnet(&mut self, node: &KdlNode) -> SubnetAst {
+    fn subnet(&mut self, node: N) -> SubnetAst {
         self.props(node, &[]);
         let args = self.args(node, 1, Some(1), "the subnet in CIDR form");
         let cidr = args.first().and_then(|e| self.string(e, "CIDR"));
@@ -698,12 +716,13 @@ impl Walker<'_> {
         };
         let mut opt_firsts = [None; 4];
         let mut router_first = None;
-        let known: Vec<&str> = DHCP_OPTIONS.iter().copied().chain(["router", "pool"]).collect();
-        for child in self.children(node, &known) {
+        let extra = ["router", "pool"];
+        self.unknown_children(node, DHCP_OPTIONS, &extra);
+        for child in known_children(node, DHCP_OPTIONS, &extra) {
             if self.dhcp_option(child, &mut s.options, &mut opt_firsts) {
                 continue;
             }
-            match child.name().value() {
+            match child.name() {
                 "router" => {
                     let v = self.one_string(child, "the router's IPv4 address");
                     self.once(&mut s.router, &mut router_first, child, v);
@@ -712,9 +731,10 @@ impl Walker<'_> {
                     self.props(child, &[]);
                     self.leaf(child);
                     let args = self.args(child, 2, Some(2), "first and last address");
-                    if args.len() == 2 {
-                        let first = self.string(args[0], "first address");
-                        let last = self.string(args[1], "last address");
+                    let mut it = args.iter();
+                    if let (2, Some(first), Some(last)) = (args.len, it.next(), it.next()) {
+                        let first = self.string(first, "first address");
+                        let last = self.string(last, "last address");
                         if let (Some(first), Some(last)) = (first, last) {
                             s.pools.push(PoolAst { first, last, span: child.span() });
                         }
@@ -726,15 +746,14 @@ impl Walker<'_> {
         s
     }
 
-    /// Settings children of `node`, plus any node-specific children in `extra`
-    /// (returned for the caller to handle).
-    fn settings<'a>(&mut self, node: &'a KdlNode, extra: &[&str]) -> (SettingsAst, Vec<&'a KdlNode>) {
+    /// Settings children of `node`; node-specific children in `extra` are left for the
+    /// caller to handle (with [`known_children`]), any other child is reported.
+    fn settings(&mut self, node: N, extra: &[&str]) -> SettingsAst {
         let mut st = SettingsAst::default();
-        let mut rest = Vec::new();
-        let known: Vec<&str> = SETTINGS.iter().chain(extra.iter()).copied().collect();
+        self.unknown_children(node, SETTINGS, extra);
         let mut firsts: [Option<SourceSpan>; 7] = [None; 7];
-        for child in self.children(node, &known) {
-            match child.name().value() {
+        for child in known_children(node, SETTINGS, &[]) {
+            match child.name() {
                 "root-password" => {
                     self.props(child, &[]);
                     self.leaf(child);
@@ -796,25 +815,26 @@ impl Walker<'_> {
                     let v = args.first().and_then(|e| self.boolean(e, "dual-routing-engine"));
                     self.once(&mut st.dual_routing_engine, &mut firsts[6], child, v);
                 }
-                _ => rest.push(child),
+                _ => {}
             }
         }
-        (st, rest)
+        st
     }
 
-    fn device(&mut self, node: &KdlNode) -> DeviceAst {
+    fn device(&mut self, node: N) -> DeviceAst {
         self.props(node, &["platform"]);
         let args = self.args(node, 1, Some(1), "the device's host name");
         let name = args.first().and_then(|e| self.string(e, "device name"));
         let platform = self.prop(node, "platform").and_then(|e| self.string(e, "platform"));
         if self.prop(node, "platform").is_none() {
             self.push(
-                Diag::error(Code::MissingNode, name_span(node), "device has no `platform=`")
+                Diag::error(Code::MissingNode, node.name_span(), "device has no `platform=`")
                     .label("platform missing")
                     .help("add `platform=\"junos\"` (or junos-evo, eos, nxos, sonic, cumulus)"),
             );
         }
-        let (settings, rest) = self.settings(node, &["mac", "serial", "address", "model", "location"]);
+        let extra = ["mac", "serial", "address", "model", "location"];
+        let settings = self.settings(node, &extra);
         let mut d = DeviceAst {
             name,
             platform,
@@ -827,8 +847,8 @@ impl Walker<'_> {
             span: node.span(),
         };
         let mut firsts: [Option<SourceSpan>; 5] = [None; 5];
-        for child in rest {
-            match child.name().value() {
+        for child in known_children(node, &extra, &[]) {
+            match child.name() {
                 "mac" => {
                     let v = self.one_string(child, "a MAC address");
                     self.once(&mut d.mac, &mut firsts[0], child, v);
@@ -856,7 +876,7 @@ impl Walker<'_> {
                         self.push(
                             Diag::error(
                                 Code::MissingNode,
-                                name_span(child),
+                                child.name_span(),
                                 "`location` has no `circuit-id=`",
                             )
                             .label("circuit-id missing")
@@ -873,13 +893,13 @@ impl Walker<'_> {
     }
 }
 
-fn type_diag(e: &KdlEntry, what: &str, want: &str, got: &KdlValue) -> Diag {
+fn type_diag<'t>(e: impl EntryView<'t>, what: &str, want: &str, got: ValueRef<'_>) -> Diag {
     let got = match got {
-        KdlValue::String(_) => "a string",
-        KdlValue::Integer(_) => "an integer",
-        KdlValue::Float(_) => "a number",
-        KdlValue::Bool(_) => "a boolean",
-        KdlValue::Null => "#null",
+        ValueRef::String(_) => "a string",
+        ValueRef::Integer(_) => "an integer",
+        ValueRef::Float(_) => "a number",
+        ValueRef::Bool(_) => "a boolean",
+        ValueRef::Null => "#null",
     };
     Diag::error(Code::WrongType, e.span(), format!("{what} must be {want}, found {got}"))
         .label(format!("expected {want}"))

@@ -560,9 +560,10 @@ impl Validator<'_, '_> {
         dhcp_ast: Option<&DhcpAst>,
         dhcp: Option<&Dhcp>,
     ) -> Vec<Device> {
-        let mut out = Vec::new();
-        let mut names: HashMap<String, SourceSpan> = HashMap::new();
-        let mut macs: HashMap<Mac, (String, SourceSpan)> = HashMap::new();
+        let n = list.len();
+        let mut out = Vec::with_capacity(n);
+        let mut names: HashMap<String, SourceSpan> = HashMap::with_capacity(n);
+        let mut macs: HashMap<Mac, (String, SourceSpan)> = HashMap::with_capacity(n);
         let mut serials: HashMap<String, (String, SourceSpan)> = HashMap::new();
         let mut addrs: HashMap<Ipv4Addr, (String, SourceSpan)> = HashMap::new();
         let mut locs: HashMap<Location, (String, SourceSpan)> = HashMap::new();
@@ -679,7 +680,14 @@ impl Validator<'_, '_> {
                 settings,
             });
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
+        // Devices are large: sort a permutation and move each once, and skip the work
+        // entirely for the common fabric that is already written in name order.
+        if !out.is_sorted_by(|a: &Device, b: &Device| a.name <= b.name) {
+            let mut order: Vec<usize> = (0..out.len()).collect();
+            order.sort_by(|&a, &b| out[a].name.cmp(&out[b].name));
+            let mut slots: Vec<Option<Device>> = out.into_iter().map(Some).collect();
+            out = order.into_iter().filter_map(|i| slots[i].take()).collect();
+        }
         out
     }
 

@@ -98,28 +98,37 @@ pub fn parse_mac(s: &str) -> Result<Mac, String> {
             "`{s}` is not a MAC address (expected 52:54:00:6f:ff:4f, 52-54-00-6f-ff-4f, 5254.006f.ff4f or 5254006fff4f)"
         )
     };
-    let groups: Vec<&str> = if s.contains(':') {
-        s.split(':').collect()
-    } else if s.contains('-') {
-        s.split('-').collect()
-    } else if s.contains('.') {
-        s.split('.').collect()
-    } else {
-        vec![s]
+    // The shape decides the notation: separator, group count and group width must all
+    // agree, so mixed forms like `52:54-00:...` are refused. No allocation: this runs
+    // once per device.
+    let b = s.as_bytes();
+    let (sep, group) = match b.len() {
+        17 if b[2] == b':' => (Some(b':'), 2),
+        17 if b[2] == b'-' => (Some(b'-'), 2),
+        14 if b[4] == b'.' => (Some(b'.'), 4),
+        12 => (None, 12),
+        _ => return Err(bad()),
     };
-    let ok_shape = match groups.len() {
-        6 => groups.iter().all(|g| g.len() == 2),
-        3 => s.contains('.') && groups.iter().all(|g| g.len() == 4),
-        1 => s.len() == 12,
-        _ => false,
-    };
-    if !ok_shape {
-        return Err(bad());
-    }
-    let hex: String = groups.concat();
     let mut out = [0u8; 6];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16).map_err(|_| bad())?;
+    let mut digits = 0usize;
+    let mut nibble = |c: u8| -> Option<()> {
+        let v = (c as char).to_digit(16)? as u8;
+        out[digits / 2] = (out[digits / 2] << 4) | v;
+        digits += 1;
+        Some(())
+    };
+    for (i, &c) in b.iter().enumerate() {
+        let is_sep_pos = sep.is_some() && (i + 1) % (group + 1) == 0;
+        if is_sep_pos {
+            if Some(c) != sep {
+                return Err(bad());
+            }
+        } else if nibble(c).is_none() {
+            return Err(bad());
+        }
+    }
+    if digits != 12 {
+        return Err(bad());
     }
     Ok(Mac(out))
 }

@@ -115,7 +115,13 @@ pub async fn run(cli: Cli) -> Result<(), String> {
     let services = Arc::new(Services::default());
     let events = crate::events::start(store.clone());
     state.set_events(events.clone());
-    let ctx = Arc::new(Ctx { state: state.clone(), store, services: services.clone(), admin_token });
+    let agents = crate::agent::Agents::new(
+        state.clone(),
+        store.clone(),
+        crate::agent::base_dir(&source),
+        crate::agent::AgentConfig::from_env(),
+    );
+    let ctx = Arc::new(Ctx { state: state.clone(), store, services: services.clone(), admin_token, agents });
 
     let mut tasks = tokio::task::JoinSet::new();
     if cli.no_dhcp {

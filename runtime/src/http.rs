@@ -33,6 +33,8 @@ pub struct Ctx {
     pub services: Arc<Services>,
     /// Required for admin actions (DELETE); none = admin actions refused.
     pub admin_token: Option<String>,
+    /// Agent install through the controller (`create_agent`, `agents`).
+    pub agents: Arc<crate::agent::Agents>,
 }
 
 pub async fn serve(
@@ -154,6 +156,12 @@ async fn route(ctx: &Arc<Ctx>, peer: SocketAddr, req: Request<Incoming>) -> Resp
             _ => error(StatusCode::INTERNAL_SERVER_ERROR, "status store unavailable"),
         },
         (&Method::GET, "services") => services(ctx),
+        (&Method::POST | &Method::GET, "create_agent") => {
+            crate::agent::api::create_agent(ctx, peer, req).await
+        }
+        (&Method::GET, p) if p == "agents" || p.starts_with("agents/") => {
+            crate::agent::api::agents(ctx, p, req.uri().query())
+        }
         (&Method::GET, p) if p.starts_with("device/status/") => {
             let ip = p["device/status/".len()..].to_string();
             if ip.parse::<IpAddr>().is_err() {

@@ -111,7 +111,11 @@ impl Store {
                  ON CONFLICT(ip) DO UPDATE SET
                    system_id = CASE WHEN ?2 = '' THEN system_id ELSE ?2 END,
                    platform = CASE WHEN ?3 = '' THEN platform ELSE ?3 END,
-                   status = ?4, task = ?5, last_log = ?6, updated_at = ?7",
+                   status = CASE WHEN devices.status = 'completed' AND ?4 = 'in_progress'
+                                 THEN devices.status ELSE ?4 END,
+                   task = CASE WHEN devices.status = 'completed' AND ?4 = 'in_progress'
+                               THEN devices.task ELSE ?5 END,
+                   last_log = ?6, updated_at = ?7",
                 params![
                     r.ip,
                     clip(r.system_id.as_deref().unwrap_or("")),
@@ -266,8 +270,12 @@ mod tests {
         assert_eq!(s.report(&report("10.0.0.5", "ZTP Done")).unwrap().status, "in_progress");
         let done = s.report(&report("10.0.0.5", "Device Ready")).unwrap();
         assert_eq!((done.status.as_str(), done.name.as_deref()), ("completed", Some("leaf1")));
+        // The script's own "ZTP Done" can arrive after the agent connected: it must not
+        // take a completed device back to in_progress.
+        let late = s.report(&report("10.0.0.5", "ZTP Done")).unwrap();
+        assert_eq!((late.status.as_str(), late.task.as_str()), ("completed", "Device Ready"));
         assert_eq!(s.report(&report("10.0.0.6", "ZTP Failed")).unwrap().status, "failed");
-        assert_eq!(s.log("10.0.0.5").unwrap().len(), 4);
+        assert_eq!(s.log("10.0.0.5").unwrap().len(), 5);
         assert!(s.delete("10.0.0.5").unwrap());
         assert!(s.device("10.0.0.5").unwrap().is_none());
         assert!(s.log("10.0.0.5").unwrap().is_empty());

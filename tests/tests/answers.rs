@@ -52,6 +52,12 @@ fn every_named_file_exists() {
         let typed: ztpc::render::manifest::Manifest =
             serde_json::from_value(manifest.clone()).expect("runtime.json matches the Manifest type");
         assert_eq!(serde_json::to_value(&typed).expect("to value"), manifest);
+        if let Some(c) = &typed.controller {
+            assert!(
+                !format!("{typed:?}").contains(&c.password),
+                "{name}: Debug shows the controller password"
+            );
+        }
         for p in manifest["platforms"].as_array().expect("platforms") {
             named.push(("runtime.json".into(), p["boot-value"].as_str().expect("boot").to_string()));
         }

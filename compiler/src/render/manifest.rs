@@ -129,7 +129,8 @@ pub struct ImageInfo {
     pub size: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `Debug` masks the password so that a logged manifest or generation never shows it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct ControllerInfo {
     pub url: String,
@@ -137,6 +138,17 @@ pub struct ControllerInfo {
     pub password: String,
     /// Relative to the artifact directory.
     pub ca_cert: Option<String>,
+}
+
+impl std::fmt::Debug for ControllerInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControllerInfo")
+            .field("url", &self.url)
+            .field("user", &self.user)
+            .field("password", &"***")
+            .field("ca_cert", &self.ca_cert)
+            .finish()
+    }
 }
 
 mod cidr_str {
