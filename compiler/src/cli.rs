@@ -53,6 +53,38 @@ and report every problem at once. Nothing is written.",
         #[command(flatten)]
         common: Common,
     },
+    /// Show what one device, or a hypothetical DHCP request, gets and why.
+    #[command(
+        long_about = "Explain what a device gets from FABRIC and why: which identity DHCP recognises it by, \
+the DHCP class and the exact options it is answered with, the boot file and the script in the tree, the \
+image and its sha256, and each merged setting with the block it comes from (device, model, platform, \
+defaults). Secrets are shown as ***.\n\n\
+QUERY is a device name, a MAC (any notation) or a serial. With --dhcp-request OPT=VALUE options (and \
+QUERY `-` or none) it explains a hypothetical request instead: which platform class and which device \
+class match, hence what an unknown device would get. OPT is 60, 61, 77, 12, 82.1 (circuit-id), 82.2 \
+(remote-id) or mac; VALUE is text, or hex as 0x....\n\n\
+Exit codes: 0 explained, 1 the fabric has errors or no device matches QUERY, 2 usage or I/O problem.",
+        after_help = "Examples:\n  ztpc explain examples/dc1/fabric.kdl leaf1 --env-file examples/dc1/demo.env\n  \
+ztpc explain examples/lab/fabric.kdl 5254.0099.0021\n  \
+ztpc explain examples/dc1/fabric.kdl --env-file examples/dc1/demo.env \\\n      \
+--dhcp-request 60=Juniper-qfx5120-48y-WS3718350110 --dhcp-request 77=23.2R1.15-EVO"
+    )]
+    Explain(crate::explain::ExplainArgs),
+    /// Show, per device, what rebuilding a fabric would change in a built directory.
+    #[command(
+        long_about = "Build FABRIC in memory and compare it with DIR, an earlier `ztpc build` output, \
+without writing anything: per device, its tftp/devices/ files, its dhcpd.conf host or class block and \
+its ztp.json section; then the fabric-wide changes. Secrets are never shown: a changed secret, or a \
+changed file holding secrets, shows only as changed.",
+        after_help = "Example:\n  ztpc diff examples/dc1/fabric.kdl --env-file examples/dc1/demo.env -o out/"
+    )]
+    Diff {
+        #[command(flatten)]
+        common: Common,
+        /// The built directory to compare with.
+        #[arg(short = 'o', long = "out", value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -80,6 +112,20 @@ pub enum Color {
 
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
+        Command::Explain(args) => {
+            let code =
+                crate::explain::run(&args, &mut std::io::stdout().lock(), &mut std::io::stderr().lock());
+            ExitCode::from(code)
+        }
+        Command::Diff { common, out } => {
+            let code = crate::explain::run_diff(
+                &common,
+                &out,
+                &mut std::io::stdout().lock(),
+                &mut std::io::stderr().lock(),
+            );
+            ExitCode::from(code)
+        }
         Command::Check { common } => {
             let Some((text, env)) = load(&common) else { return ExitCode::from(2) };
             let host = Host { base_dir: base_dir(&common.fabric), env: &|k| lookup(&env, k) };

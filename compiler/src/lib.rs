@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod diag;
 pub mod emit;
+pub mod explain;
 pub mod kdl_fast;
 pub mod merge;
 pub mod model;
