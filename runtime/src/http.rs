@@ -58,7 +58,7 @@ pub async fn serve(
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
                 let ctx = ctx.clone();
-                async move { Ok::<_, Infallible>(route(&ctx, peer, req).await) }
+                async move { Ok::<_, Infallible>(counted(&ctx, peer, req).await) }
             });
             let conn = http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
@@ -114,9 +114,25 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f).await.ok()
 }
 
+/// [`route`], counted in `/metrics` (status class, latency to the head, body bytes).
+async fn counted(ctx: &Arc<Ctx>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let (started, class) = (std::time::Instant::now(), crate::metrics::HttpClass::of(req.uri().path()));
+    crate::metrics::http_done(class, started, route(ctx, peer, req).await)
+}
+
 async fn route(ctx: &Arc<Ctx>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
+    if path == "/metrics" {
+        if method != Method::GET && method != Method::HEAD {
+            return error(StatusCode::METHOD_NOT_ALLOWED, "GET /metrics");
+        }
+        let body = crate::metrics::scrape(&ctx.state, ctx.store.clone()).await;
+        let mut r = text(StatusCode::OK, if method == Method::HEAD { "" } else { &body });
+        r.headers_mut()
+            .insert("content-type", hyper::header::HeaderValue::from_static(crate::metrics::CONTENT_TYPE));
+        return r;
+    }
     if path == "/healthz" {
         return if ctx.services.healthy() {
             text(StatusCode::OK, "ok\n")

@@ -9,6 +9,7 @@ pub mod events;
 pub mod files;
 pub mod generation;
 pub mod http;
+pub mod metrics;
 pub mod paths;
 pub mod reload;
 pub mod services;

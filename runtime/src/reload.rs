@@ -12,6 +12,7 @@ use notify_debouncer_full::new_debouncer;
 
 use crate::clock::now_rfc3339;
 use crate::generation::{Generation, LoadError};
+use crate::metrics::{METRICS, ReloadResult};
 use crate::state::{Refusal, State};
 
 /// Where generations come from.
@@ -53,8 +54,12 @@ pub fn reload_once(source: &Source, state: &State) -> bool {
     let started = Instant::now();
     let old = state.current();
     match source.load() {
-        Ok(g) if g.id == old.id => false,
+        Ok(g) if g.id == old.id => {
+            METRICS.reloads[ReloadResult::Unchanged as usize].inc();
+            false
+        }
         Ok(g) => {
+            METRICS.reloads[ReloadResult::Accepted as usize].inc();
             let (id, files) = (g.id.clone(), g.file_count());
             state.swap(g);
             tracing::info!(
@@ -67,6 +72,7 @@ pub fn reload_once(source: &Source, state: &State) -> bool {
             true
         }
         Err(e) => {
+            METRICS.reloads[ReloadResult::Refused as usize].inc();
             let reason = e.to_string();
             tracing::warn!(generation = %old.id, reason = %reason, "reload refused; the old generation keeps serving");
             state.refuse(Refusal { at: now_rfc3339(), reason });
@@ -83,10 +89,30 @@ pub struct Watch {
 
 /// Start watching `source`; each debounced burst of changes triggers one reload attempt.
 pub fn watch(source: Source, state: Arc<State>, debounce: Duration) -> notify::Result<Watch> {
+    // Absolute paths, so that event paths compare with the artifact directory's.
+    let source = match source {
+        Source::Artifacts(d) => Source::Artifacts(std::path::absolute(&d).unwrap_or(d)),
+        Source::Fabric(f, env) => Source::Fabric(std::path::absolute(&f).unwrap_or(f), env),
+    };
+    // The parent of an artifact directory is watched only to see the directory swapped
+    // by rename; anything else there (a log file, the state directory) must not count,
+    // or a refusal written to a log beside it would trigger the next reload forever.
+    let scope: Option<PathBuf> = match &source {
+        Source::Artifacts(d) => Some(d.clone()),
+        Source::Fabric(..) => None,
+    };
+    let relevant = move |p: &Path| scope.as_ref().is_none_or(|d| p.starts_with(d));
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
     let mut debouncer =
         new_debouncer(debounce, None, move |res: notify_debouncer_full::DebounceEventResult| {
-            if res.is_ok_and(|evs| !evs.is_empty()) {
+            // Reads (our own reload's included) are access events: they change nothing,
+            // and counting them would make every reload trigger the next. (A write also
+            // ends in an access event, close-write, but always comes with a modify,
+            // create or rename event, which counts.)
+            let counts = |e: &notify_debouncer_full::DebouncedEvent| {
+                !e.kind.is_access() && e.paths.iter().any(|p| relevant(p))
+            };
+            if res.is_ok_and(|evs| evs.iter().any(counts)) {
                 // A full channel already holds a pending reload; one is enough.
                 let _ = tx.try_send(());
             }

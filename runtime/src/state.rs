@@ -55,6 +55,11 @@ impl State {
         }
     }
 
+    /// Events the sink has dropped so far (0 without a sink).
+    pub fn events_dropped(&self) -> u64 {
+        self.events.get().map_or(0, |s| s.dropped())
+    }
+
     pub fn last_refusal(&self) -> Option<Refusal> {
         self.last_refusal.lock().ok().and_then(|l| l.clone())
     }

@@ -181,6 +181,16 @@ impl Store {
         })
     }
 
+    /// Device rows per status, for `/metrics`.
+    pub fn count_by_status(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.with(|c| {
+            let mut st =
+                c.prepare_cached("SELECT status, COUNT(*) FROM devices GROUP BY status ORDER BY status")?;
+            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            rows.map(|r| r.map(|(s, n)| (s, u64::try_from(n).unwrap_or(0)))).collect()
+        })
+    }
+
     pub fn devices(&self) -> Result<Vec<DeviceRow>, StoreError> {
         self.with(|c| {
             let mut st = c.prepare(&format!("{SELECT} ORDER BY ip"))?;

@@ -35,6 +35,7 @@ use tokio::sync::oneshot;
 
 use crate::files::{DiskReader, open_image};
 use crate::generation::{Generation, Served};
+use crate::metrics::{METRICS, TftpEnd};
 use crate::paths;
 use crate::state::State;
 
@@ -137,6 +138,7 @@ impl Handler for GenHandler {
             },
         };
         tracing::debug!(peer = %client, path = %clean, size, generation = %generation.id, "tftp: transfer start");
+        METRICS.tftp_started.inc();
         let t = Transfer {
             source,
             sent: 0,
@@ -217,6 +219,8 @@ impl Drop for Transfer {
         let ms = self.started.elapsed().as_millis() as u64;
         let (peer, path, id) = (&self.peer, &self.path, &self.generation.id);
         let done = self.sent >= self.size;
+        METRICS.tftp_bytes.add(self.sent);
+        METRICS.tftp_finished[if done { TftpEnd::Done } else { TftpEnd::Aborted } as usize].inc();
         if done {
             tracing::info!(%peer, %path, bytes = self.sent, ms, generation = %id, "tftp: transfer done");
         } else {

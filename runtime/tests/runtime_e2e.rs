@@ -187,6 +187,19 @@ fn hot_reload_swaps_good_trees_and_refuses_broken_ones() {
     build_lab(&out, |t| t);
     let rt = start(&out, &state, None);
     let first = generation(rt.http)["generation"].as_str().unwrap().to_string();
+    // Files written beside the artifact directory (a log, say) are not changes to it:
+    // no reload attempt at all, so nothing can loop on its own log output.
+    for i in 0..5 {
+        std::fs::write(tmp.path().join("runtime.log"), format!("line {i}\n")).unwrap();
+        std::thread::sleep(Duration::from_millis(60));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let metrics = get(rt.http, "/metrics").1;
+    let attempts: Vec<&str> = metrics.lines().filter(|l| l.starts_with("ztp_reloads_total{")).collect();
+    assert!(!attempts.is_empty(), "no reload metrics:\n{metrics}");
+    for l in &attempts {
+        assert!(l.ends_with(" 0"), "a sibling file caused a reload attempt: {l}");
+    }
     let (code, before) = get(rt.http, "/ztp.json");
     assert_eq!(code, 200);
 

@@ -307,10 +307,12 @@ impl Controller {
         let req = b
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|_| CallError::Config("cannot build a request for this controller URL".into()))?;
-        match tokio::time::timeout(self.limits.request, self.connect_and_send(req)).await {
+        let r = match tokio::time::timeout(self.limits.request, self.connect_and_send(req)).await {
             Ok(r) => r,
             Err(_) => Err(CallError::Timeout("no complete answer within the request timeout")),
-        }
+        };
+        crate::metrics::controller_call(&r);
+        r
     }
 
     async fn connect_and_send(&self, req: Request<Full<Bytes>>) -> Result<(StatusCode, Bytes), CallError> {

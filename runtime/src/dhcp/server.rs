@@ -14,7 +14,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use dhcproto::v4::MessageType;
 use tokio::net::UdpSocket;
@@ -27,6 +27,7 @@ use crate::dhcp::reply::{self, Decision, Request};
 use crate::dhcp::{addressing, wire};
 use crate::events::{Event, Sink};
 use crate::generation::Shared;
+use crate::metrics::{DhcpOutcome, DhcpType, METRICS};
 use crate::state::State;
 
 /// Packets taken from the socket before the queued ACKs are handed over for a sync.
@@ -63,6 +64,7 @@ pub async fn serve_with_events(
     let (table, journal, seen) =
         tokio::task::spawn_blocking(move || journal::open(&dir, now)).await.map_err(io::Error::other)??;
     tracing::info!(leases = table.len(), records = seen.records, torn = seen.skipped, "DHCP leases loaded");
+    METRICS.leases_loaded(&table, now);
     let sock = Arc::new(socket(listen, interface)?);
     let bound = sock.local_addr()?;
     let (tx, rx) = mpsc::channel(QUEUE);
@@ -129,6 +131,7 @@ impl Loop {
             }
             if !batch.records.is_empty() || !batch.replies.is_empty() {
                 self.appended += batch.records.len() as u64;
+                METRICS.leases_changed(&batch.records);
                 self.submit(Job::Batch(std::mem::take(&mut batch))).await?;
             }
             if self.appended > COMPACT_AFTER.max(4 * self.table.len() as u64) {
@@ -156,9 +159,11 @@ impl Loop {
     }
 
     async fn handle(&mut self, pkt: &[u8], from: SocketAddr, batch: &mut Batch) {
+        let started = Instant::now();
         let msg = match wire::decode(pkt) {
             Ok(m) => m,
             Err(e) => {
+                METRICS.dhcp(DhcpType::Other, DhcpOutcome::Dropped);
                 tracing::debug!(%from, reason = %e, len = pkt.len(), "DHCP packet dropped");
                 return;
             }
@@ -168,6 +173,8 @@ impl Loop {
         let req = Request { msg, local };
         let d = reply::reply(&cfg, &self.table, &req, unix_now());
         self.table.apply(d.change, &mut batch.records);
+        METRICS.dhcp(DhcpType::of(req.msg.opts().msg_type()), DhcpOutcome::of(d.kind()));
+        METRICS.dhcp_decision.since(started);
         log(&cfg, &req, &d, from);
         if let Some(sink) = &self.events {
             emit(sink, &cfg, &req, &d);
