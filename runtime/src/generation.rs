@@ -71,7 +71,26 @@ fn sha256_hex(b: &[u8]) -> String {
 impl Generation {
     /// Load and check an artifact directory written by `ztpc build`. Every file listed
     /// in runtime.json must be present with its checksum; anything else is not served.
+    ///
+    /// `ztpc build` swaps a whole new directory in by rename. A load that straddles the
+    /// swap reads the old manifest and some new files, and fails its checksums; when the
+    /// directory is a different inode afterwards, that failure says nothing about the
+    /// new tree, so the load is retried on it (a few times) instead of being refused.
     pub fn load_dir(dir: &Path) -> Result<Generation, LoadError> {
+        use std::os::unix::fs::MetadataExt;
+        let ino = |d: &Path| std::fs::metadata(d).map(|m| (m.dev(), m.ino())).ok();
+        let mut attempt = 0;
+        loop {
+            let before = ino(dir);
+            let result = Self::load_dir_once(dir);
+            attempt += 1;
+            if result.is_ok() || attempt >= 4 || ino(dir) == before {
+                return result;
+            }
+        }
+    }
+
+    fn load_dir_once(dir: &Path) -> Result<Generation, LoadError> {
         let mpath = dir.join(MANIFEST);
         let raw = std::fs::read(&mpath).map_err(|e| LoadError::Read(mpath.clone(), e))?;
         let manifest = parse_manifest(&raw)?;
