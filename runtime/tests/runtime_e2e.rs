@@ -220,3 +220,27 @@ fn hot_reload_swaps_good_trees_and_refuses_broken_ones() {
     assert!(g["last_refused_reload"]["reason"].as_str().unwrap().contains("ztp.json"), "{g}");
     assert_eq!(get(rt.http, "/ztp.json").1, after, "old bytes must keep serving");
 }
+
+#[test]
+fn sigterm_stops_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, state) = (tmp.path().join("out"), tmp.path().join("state"));
+    build_lab(&out, |t| t);
+    let mut rt = start(&out, &state, None);
+    let report = r#"{"ip":"127.0.0.1","task":"ZTP Done"}"#;
+    assert_eq!(request(rt.http, "POST", "/api/ztp/device/log", &[], report).0, 200);
+    let pid = rt.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = rt.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "runtime did not stop within 5 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+    // The status database is intact and holds the report.
+    let store = ztp_runtime::status::Store::open(&state).unwrap();
+    assert_eq!(store.device("127.0.0.1").unwrap().unwrap().task, "ZTP Done");
+}
