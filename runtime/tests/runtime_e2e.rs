@@ -244,3 +244,69 @@ fn sigterm_stops_cleanly() {
     let store = ztp_runtime::status::Store::open(&state).unwrap();
     assert_eq!(store.device("127.0.0.1").unwrap().unwrap().task, "ZTP Done");
 }
+
+/// `ztp-runtime FABRIC`: an edit that does not compile is refused with the compiler's
+/// diagnostics, the old generation keeps serving, and a good edit is picked up.
+#[test]
+fn fabric_mode_refuses_a_broken_edit_and_takes_a_good_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lab = root().join("examples/lab");
+    let dir = tmp.path().join("fabric");
+    std::fs::create_dir_all(dir.join("secrets")).unwrap();
+    for f in ["secrets/root-password", "secrets/device-password"] {
+        std::fs::copy(lab.join(f), dir.join(f)).unwrap();
+    }
+    let text = std::fs::read_to_string(lab.join("fabric.kdl")).unwrap();
+    let fabric = dir.join("fabric.kdl");
+    std::fs::write(&fabric, &text).unwrap();
+
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ztp-runtime"));
+    cmd.arg(&fabric)
+        .args(["--state", tmp.path().join("state").to_str().unwrap()])
+        .args([
+            "--no-dhcp",
+            "--http-listen",
+            "127.0.0.1:0",
+            "--tftp-listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if v["fields"]["service"] == "http" && v["fields"]["message"] == "listening" {
+                let _ = tx.send(v["fields"]["address"].as_str().unwrap_or_default().to_string());
+            }
+        }
+    });
+    let addr: SocketAddr = rx.recv_timeout(Duration::from_secs(20)).unwrap().parse().unwrap();
+    let rt = Runtime { child, http: addr };
+    wait_for(|| get(rt.http, "/healthz").0 == 200, "healthz");
+    let first = generation(rt.http)["generation"].as_str().unwrap().to_string();
+    let (_, before) = get(rt.http, "/ztp.json");
+
+    std::fs::write(&fabric, text.replace("    dhcp {", "    dhcpp {")).unwrap();
+    wait_for(|| !generation(rt.http)["last_refused_reload"].is_null(), "refusal");
+    let g = generation(rt.http);
+    assert_eq!(g["generation"].as_str(), Some(first.as_str()));
+    let reason = g["last_refused_reload"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("ztp::schema::unknown-node") && reason.contains("did you mean `dhcp`"),
+        "{reason}"
+    );
+    assert_eq!(get(rt.http, "/ztp.json").1, before);
+
+    std::fs::write(
+        &fabric,
+        text.replace("    platform \"eos\"\n", "    platform \"eos\" { versions \"9.9.9\" }\n"),
+    )
+    .unwrap();
+    wait_for(|| generation(rt.http)["generation"].as_str() != Some(first.as_str()), "new generation");
+    assert!(get(rt.http, "/ztp.json").1.contains("9.9.9"));
+}
