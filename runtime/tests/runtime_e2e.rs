@@ -38,7 +38,17 @@ impl Drop for Runtime {
 
 fn start(artifacts: &Path, state: &Path, token: Option<&Path>) -> Runtime {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ztp-runtime"));
-    cmd.args(["--artifacts", artifacts.to_str().unwrap(), "--state", state.to_str().unwrap()])
+    cmd.args(["--artifacts", artifacts.to_str().unwrap()]);
+    if let Some(t) = token {
+        cmd.arg("--admin-token-file").arg(t);
+    }
+    spawn(cmd, state)
+}
+
+/// Run the binary with loopback port-0 listeners and JSON logs; learn the HTTP address
+/// from its "listening" line and wait until /healthz answers.
+fn spawn(mut cmd: Command, state: &Path) -> Runtime {
+    cmd.args(["--state", state.to_str().unwrap()])
         .args([
             "--no-dhcp",
             "--http-listen",
@@ -50,9 +60,6 @@ fn start(artifacts: &Path, state: &Path, token: Option<&Path>) -> Runtime {
         ])
         .stderr(Stdio::piped())
         .stdout(Stdio::null());
-    if let Some(t) = token {
-        cmd.arg("--admin-token-file").arg(t);
-    }
     let mut child = cmd.spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -261,33 +268,8 @@ fn fabric_mode_refuses_a_broken_edit_and_takes_a_good_one() {
     std::fs::write(&fabric, &text).unwrap();
 
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ztp-runtime"));
-    cmd.arg(&fabric)
-        .args(["--state", tmp.path().join("state").to_str().unwrap()])
-        .args([
-            "--no-dhcp",
-            "--http-listen",
-            "127.0.0.1:0",
-            "--tftp-listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-        ])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null());
-    let mut child = cmd.spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            if v["fields"]["service"] == "http" && v["fields"]["message"] == "listening" {
-                let _ = tx.send(v["fields"]["address"].as_str().unwrap_or_default().to_string());
-            }
-        }
-    });
-    let addr: SocketAddr = rx.recv_timeout(Duration::from_secs(20)).unwrap().parse().unwrap();
-    let rt = Runtime { child, http: addr };
-    wait_for(|| get(rt.http, "/healthz").0 == 200, "healthz");
+    cmd.arg(&fabric);
+    let rt = spawn(cmd, &tmp.path().join("state"));
     let first = generation(rt.http)["generation"].as_str().unwrap().to_string();
     let (_, before) = get(rt.http, "/ztp.json");
 
