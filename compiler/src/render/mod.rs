@@ -57,8 +57,11 @@ pub fn render(fabric: &Fabric, opts: &BuildOptions) -> Result<Artifacts, String>
         tree.insert(custom_path(&file.rel), Artifact { bytes, mode: MODE_SCRIPT });
     }
     // Every file is hashed once: the digests feed both SHA256SUMS and runtime.json.
-    let mut sums: BTreeMap<String, String> =
-        tree.iter().map(|(path, a)| (path.clone(), sha256_hex(&a.bytes))).collect();
+    let mut sums: BTreeMap<String, String> = {
+        use rayon::prelude::*;
+        let files: Vec<(&String, &Artifact)> = tree.iter().collect();
+        files.par_iter().map(|(path, a)| ((*path).clone(), sha256_hex(&a.bytes))).collect()
+    };
     let listing: String = sums.iter().map(|(path, sum)| format!("{sum}  {path}\n")).collect();
     sums.insert(SUMS.into(), sha256_hex(listing.as_bytes()));
     tree.insert(SUMS.into(), Artifact { bytes: listing.into_bytes(), mode: MODE_FILE });

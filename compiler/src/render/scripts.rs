@@ -2,6 +2,7 @@
 //! embedded in the binary (templates/scripts/, contract in templates/README.md).
 
 use minijinja::{Environment, UndefinedBehavior, Value, context};
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::merge;
@@ -36,18 +37,26 @@ pub fn render(f: &Fabric, tree: &mut Artifacts) -> Result<(), String> {
         let text = render_one(&env, p, ctx)?;
         insert_script(tree, p, p.script_path(), text, MODE_SCRIPT);
     }
-    for d in &f.devices {
-        let s = merge::effective(f, d);
-        let ctx = context! {
-            platform => d.platform.name(),
-            device => device_ctx(d),
-            settings => settings_ctx(f, d.platform, &s),
-            ..common.clone()
-        };
-        let text = render_one(&env, d.platform, ctx)?;
-        // Device scripts carry that device's passwords: owner-only.
-        insert_script(tree, d.platform, d.platform.device_script_path(&d.name), text, MODE_SECRET);
-    }
+    // Device scripts are independent of each other and are most of a large build's
+    // work (10,000 devices: 150 MB of text), so they render on every core; the tree is
+    // a BTreeMap, so the order they finish in cannot change the output.
+    let devices: Vec<Vec<(String, Artifact)>> = f
+        .devices
+        .par_iter()
+        .map(|d| {
+            let s = merge::effective(f, d);
+            let ctx = context! {
+                platform => d.platform.name(),
+                device => device_ctx(d),
+                settings => settings_ctx(f, d.platform, &s),
+                ..common.clone()
+            };
+            let text = render_one(&env, d.platform, ctx)?;
+            // Device scripts carry that device's passwords: owner-only.
+            Ok(script_files(d.platform, d.platform.device_script_path(&d.name), text, MODE_SECRET))
+        })
+        .collect::<Result<_, String>>()?;
+    tree.extend(devices.into_iter().flatten());
     Ok(())
 }
 
@@ -83,18 +92,19 @@ fn shquote(v: Value) -> String {
 }
 
 fn insert_script(tree: &mut Artifacts, p: Platform, path: String, text: String, mode: u32) {
+    tree.extend(script_files(p, path, text, mode));
+}
+
+/// A script as the files it becomes: itself, and for NX-OS also its `.md5`.
+fn script_files(p: Platform, path: String, text: String, mode: u32) -> Vec<(String, Artifact)> {
     if p == Platform::Nxos {
         let (text, md5) = with_poap_md5(&text);
         // POAP scripts fetch `<file>.md5` beside a file they verify (nos-dhcp.md, NXPY).
         let name = path.rsplit('/').next().unwrap_or(&path).to_string();
-        tree.insert(
-            format!("{path}.md5"),
-            Artifact { bytes: format!("{md5}  {name}\n").into_bytes(), mode: 0o644 },
-        );
-        tree.insert(path, Artifact { bytes: text.into_bytes(), mode });
-        return;
+        let sum = Artifact { bytes: format!("{md5}  {name}\n").into_bytes(), mode: 0o644 };
+        return vec![(format!("{path}.md5"), sum), (path, Artifact { bytes: text.into_bytes(), mode })];
     }
-    tree.insert(path, Artifact { bytes: text.into_bytes(), mode });
+    vec![(path, Artifact { bytes: text.into_bytes(), mode })]
 }
 
 /// The md5 POAP checks: over the file with every line starting `#md5sum` removed.
