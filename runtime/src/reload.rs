@@ -81,6 +81,25 @@ pub fn reload_once(source: &Source, state: &State) -> bool {
     }
 }
 
+/// SIGHUP (systemd's `ExecReload`, `kill -HUP`) asks for a reload now, as a change
+/// would: for a fabric whose `(file)` secrets changed outside the watched tree, or a
+/// watcher that missed an event on a network filesystem.
+fn forward_sighup(tx: tokio::sync::mpsc::Sender<()>) {
+    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; reload on change only");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP received: reloading");
+            let _ = tx.try_send(());
+        }
+    });
+}
+
 /// Keeps the watcher alive; dropping it stops watching.
 pub struct Watch {
     _debouncer: Arc<Mutex<Box<dyn std::any::Any + Send>>>,
@@ -103,6 +122,7 @@ pub fn watch(source: Source, state: Arc<State>, debounce: Duration) -> notify::R
     };
     let relevant = move |p: &Path| scope.as_ref().is_none_or(|d| p.starts_with(d));
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+    forward_sighup(tx.clone());
     let mut debouncer =
         new_debouncer(debounce, None, move |res: notify_debouncer_full::DebounceEventResult| {
             // Reads (our own reload's included) are access events: they change nothing,

@@ -292,3 +292,26 @@ fn fabric_mode_refuses_a_broken_edit_and_takes_a_good_one() {
     wait_for(|| generation(rt.http)["generation"].as_str() != Some(first.as_str()), "new generation");
     assert!(get(rt.http, "/ztp.json").1.contains("9.9.9"));
 }
+
+/// SIGHUP (systemd's `ExecReload`) runs a reload attempt without any file changing: the
+/// unchanged tree is counted as such and the generation stays the same.
+#[test]
+fn sighup_reloads_now() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, state) = (tmp.path().join("out"), tmp.path().join("state"));
+    build_lab(&out, |t| t);
+    let rt = start(&out, &state, None);
+    let first = generation(rt.http)["generation"].as_str().unwrap().to_string();
+    let unchanged = || {
+        let m = get(rt.http, "/metrics").1;
+        let line =
+            m.lines().find(|l| l.starts_with("ztp_reloads_total{result=\"unchanged\"}")).map(str::to_string);
+        line.unwrap_or_else(|| panic!("no unchanged-reload counter:\n{m}"))
+    };
+    assert!(unchanged().ends_with(" 0"), "{}", unchanged());
+    let pid = rt.child.id().to_string();
+    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    wait_for(|| unchanged().ends_with(" 1"), "one reload attempt after SIGHUP");
+    assert_eq!(generation(rt.http)["generation"].as_str(), Some(first.as_str()));
+    assert_eq!(get(rt.http, "/healthz").0, 200, "still serving after SIGHUP");
+}
