@@ -42,7 +42,7 @@ fn is_root() -> bool {
 /// The value of `Key=` in a unit file (the last one wins, as in systemd).
 fn unit_value(unit: &str, key: &str) -> String {
     let prefix = format!("{key}=");
-    unit.lines().filter_map(|l| l.strip_prefix(&prefix)).last().unwrap_or_else(|| panic!("no {key}=")).into()
+    unit.lines().rev().find_map(|l| l.strip_prefix(&prefix)).unwrap_or_else(|| panic!("no {key}=")).into()
 }
 
 /// A network namespace removed on drop, with its own resolv.conf so that nothing run in
