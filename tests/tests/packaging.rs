@@ -258,3 +258,32 @@ fn the_package_installs_and_the_unit_starts_the_runtime() {
         assert!(!leftover.contains(value.trim()), "a secret reached the log");
     }
 }
+
+/// `cargo install --path compiler` and `--path runtime` give working binaries with
+/// everything embedded (templates, defaults): run from an empty directory, the installed
+/// ztpc builds the lab example. Debug builds into this run's target directory, so the
+/// dependencies are not built again.
+#[test]
+fn cargo_install_gives_both_binaries() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // target/debug/deps/packaging-HASH -> target
+    let exe = std::env::current_exe().unwrap();
+    let target = exe.ancestors().nth(3).unwrap().to_path_buf();
+    let tmp = tempfile::tempdir().unwrap();
+    for krate in ["compiler", "runtime"] {
+        run(Command::new(&cargo)
+            .current_dir(root())
+            .env("CARGO_TARGET_DIR", &target)
+            .args(["install", "--quiet", "--locked", "--debug", "--path", krate, "--root"])
+            .arg(tmp.path()));
+    }
+    let bin = tmp.path().join("bin");
+    let help = run(Command::new(bin.join("ztp-runtime")).arg("--help"));
+    assert!(help.contains("--artifacts") && help.contains("Examples:"), "{help}");
+    let work = tmp.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let lab = root().join("examples/lab/fabric.kdl");
+    run(Command::new(bin.join("ztpc")).current_dir(&work).arg("build").arg(&lab).args(["-o", "out"]));
+    let script = std::fs::read_to_string(work.join("out/tftp/ztp-eos.sh")).unwrap();
+    assert!(script.starts_with("#!"), "{script}");
+}
