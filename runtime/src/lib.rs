@@ -16,5 +16,6 @@ pub mod reload;
 pub mod services;
 pub mod state;
 pub mod status;
+pub mod syslog;
 pub mod tftp;
 pub mod web;

@@ -66,6 +66,11 @@ impl Drop for Runtime {
 /// Serve `artifacts` with DHCP, TFTP and HTTP on loopback port 0 and an admin token;
 /// the real ports come from the "listening" log lines.
 pub fn start(artifacts: &Path, state: &Path) -> Runtime {
+    start_with(artifacts, state, &[], 3)
+}
+
+/// [`start`] with more arguments, waiting for `services` "listening" lines.
+pub fn start_with(artifacts: &Path, state: &Path, extra: &[&str], services: usize) -> Runtime {
     let token = state.join("admin-token");
     std::fs::write(&token, TOKEN).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_ztp-runtime"))
@@ -79,6 +84,7 @@ pub fn start(artifacts: &Path, state: &Path) -> Runtime {
             "127.0.0.1:0",
         ])
         .args(["--admin-token-file", token.to_str().unwrap(), "--log-format", "json"])
+        .args(extra)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -96,7 +102,7 @@ pub fn start(artifacts: &Path, state: &Path) -> Runtime {
         }
     });
     let mut addrs = HashMap::new();
-    while addrs.len() < 3 {
+    while addrs.len() < services {
         let (s, a) = rx.recv_timeout(Duration::from_secs(20)).expect("runtime did not log its addresses");
         addrs.insert(s, a.parse().unwrap());
     }
