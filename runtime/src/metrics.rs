@@ -246,7 +246,7 @@ impl HttpClass {
         match path {
             "/metrics" => HttpClass::Metrics,
             "/healthz" => HttpClass::Healthz,
-            p if p.starts_with("/api/ztp/") => HttpClass::Api,
+            p if p.starts_with("/api/ztp/") || p == "/api/events" => HttpClass::Api,
             _ => HttpClass::Files,
         }
     }
