@@ -86,6 +86,13 @@
     return td;
   }
 
+  function progressCell(d) {
+    const prog = el("div", "progress");
+    prog.appendChild(el("span", "step", d.task || (d.status === "unknown" ? "leased, waiting for a report" : "")));
+    for (const t of transfers.filter((t) => t.ip === d.ip_addr)) prog.appendChild(transferLine(t));
+    return prog;
+  }
+
   function buildRow(d) {
     const tr = el("tr");
     tr.dataset.ip = d.ip_addr;
@@ -101,10 +108,7 @@
     cell(tr, "MAC", "mac", d.mac || "");
     cell(tr, "ZTP Status", "status", el("span", "badge " + d.status, statusLabel(d.status)));
     cell(tr, "ZTP Latest Event", "event", d.last_log || d.task || "");
-    const prog = el("div", "progress");
-    prog.appendChild(el("span", "step", d.task || (d.status === "unknown" ? "leased, waiting for a report" : "")));
-    for (const t of transfers.filter((t) => t.ip === d.ip_addr)) prog.appendChild(transferLine(t));
-    cell(tr, "Progress", "prog", prog);
+    cell(tr, "Progress", "prog", progressCell(d));
     const w = cell(tr, "Last Updated", "when", when(d.last_updated_at));
     w.title = d.last_updated_at + " (" + ago(d.last_updated_at) + ")";
     const actions = el("div");
@@ -127,28 +131,59 @@
       .some((v) => v && String(v).toLowerCase().includes(q));
   }
 
-  function renderDevices(flashIp) {
-    const body = $("devices").querySelector("tbody");
-    const rows = [...devices.values()].sort((a, b) => (ipKey(a.ip_addr) < ipKey(b.ip_addr) ? -1 : 1));
-    const frag = document.createDocumentFragment();
-    const counts = {};
-    let shown = 0;
-    for (const d of rows) {
-      counts[d.status] = (counts[d.status] || 0) + 1;
-      if (!matches(d)) continue;
-      const tr = buildRow(d);
-      if (d.ip_addr === flashIp) tr.classList.add("flash");
-      frag.appendChild(tr);
-      shown++;
+  // One device changed: replace its row only (a full render would also replace the
+  // buttons under a pointer that is about to click them). New rows need the full
+  // render, for their place in the order.
+  function updateDevice(d) {
+    const old = rowOf(d.ip_addr);
+    devices.set(d.ip_addr, d);
+    if (!old || !matches(d)) return renderDevices();
+    const tr = buildRow(d);
+    tr.classList.add("flash");
+    old.replaceWith(tr);
+    renderTally();
+  }
+
+  function rowOf(ip) {
+    for (const tr of $("devices").tBodies[0].rows) if (tr.dataset.ip === ip) return tr;
+    return null;
+  }
+
+  // Downloads changed: refresh the progress cells of the devices concerned only.
+  function updateTransfers(next) {
+    const ips = new Set([...transfers, ...next].map((t) => t.ip));
+    transfers = next;
+    for (const ip of ips) {
+      const tr = rowOf(ip), d = devices.get(ip);
+      if (tr && d) tr.querySelector("td.prog").replaceChildren(progressCell(d));
     }
-    body.replaceChildren(frag);
-    $("count").textContent = devices.size ? (shown === devices.size ? `(${devices.size})` : `(${shown} of ${devices.size})`) : "";
-    $("empty").hidden = devices.size > 0;
+    renderOthers();
+  }
+
+  function renderTally() {
+    const counts = {};
+    for (const d of devices.values()) counts[d.status] = (counts[d.status] || 0) + 1;
     const tally = $("tally");
     tally.replaceChildren();
     for (const s of ["completed", "in_progress", "failed", "unknown"]) {
       if (counts[s]) tally.appendChild(el("span", "badge " + s, `${counts[s]} ${statusLabel(s).toLowerCase()}`));
     }
+  }
+
+  function renderDevices() {
+    const body = $("devices").querySelector("tbody");
+    const rows = [...devices.values()].sort((a, b) => (ipKey(a.ip_addr) < ipKey(b.ip_addr) ? -1 : 1));
+    const frag = document.createDocumentFragment();
+    let shown = 0;
+    for (const d of rows) {
+      if (!matches(d)) continue;
+      frag.appendChild(buildRow(d));
+      shown++;
+    }
+    body.replaceChildren(frag);
+    $("count").textContent = devices.size ? (shown === devices.size ? `(${devices.size})` : `(${shown} of ${devices.size})`) : "";
+    $("empty").hidden = devices.size > 0;
+    renderTally();
     renderOthers();
   }
 
@@ -292,9 +327,9 @@
       renderServices(s.services);
       setConn("live", "live");
     });
-    on("device", (d) => { devices.set(d.ip_addr, d); renderDevices(d.ip_addr); });
+    on("device", updateDevice);
     on("deleted", (d) => { devices.delete(d.ip); renderDevices(); });
-    on("progress", (t) => { transfers = t; renderDevices(); });
+    on("progress", updateTransfers);
     on("services", renderServices);
     on("log", (e) => {
       if (e.ip !== logIp) return;
@@ -313,8 +348,12 @@
   $("logdlg").addEventListener("close", () => { logIp = null; });
   $("del-cancel").addEventListener("click", () => $("deldlg").close());
   $("delform").addEventListener("submit", doDelete);
-  // Relative ages in the tooltips go stale; a quiet re-render each half minute fixes that.
-  setInterval(() => { if (!document.hidden) renderDevices(); }, 30000);
+  // The relative age in a Last Updated tooltip is worked out when it is hovered.
+  $("devices").addEventListener("mouseover", (ev) => {
+    const td = ev.target.closest && ev.target.closest("td.when");
+    const d = td && devices.get(td.parentElement.dataset.ip);
+    if (d) td.title = d.last_updated_at + " (" + ago(d.last_updated_at) + ")";
+  });
   const m = /^#log=(.+)$/.exec(location.hash);
   connect();
   if (m) openLog(decodeURIComponent(m[1]));

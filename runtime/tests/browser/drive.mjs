@@ -135,14 +135,21 @@ try {
   const dlText = await dl.innerText();
   ok(/^HTTP \/images\/lab\.bin: \d+% · [\d.]+ \w+ of 32\.0 MiB/.test(dlText), `the download shows bytes of total: ${dlText}`);
   ok(/ETA (–|\d+:\d\d)/.test(dlText), "and an ETA");
+  // Progress ticks refresh the progress cell only: the buttons a person is about to
+  // click stay the same elements.
+  const button = await row("127.0.0.11").locator("button.delete").elementHandle();
+  await page.waitForTimeout(2500);
+  ok(await button.evaluate((b) => b.isConnected), "progress updates leave the row's buttons in place");
   await page.screenshot({ path: `${shots}/progress-1280-light.png`, fullPage: true });
   res.destroy();
   await dl.waitFor({ state: "detached" });
   ok(true, "the progress goes away when the download ends");
 
   // Done and failed.
+  const sent = Date.now();
   await report("127.0.0.11", "Device Ready", "agent connected");
-  await page.waitForFunction(() => document.querySelector('#devices tr[data-ip="127.0.0.11"]')?.dataset.status === "completed");
+  await page.waitForFunction(() => document.querySelector('#devices tr[data-ip="127.0.0.11"]')?.dataset.status === "completed", null, { polling: 5 });
+  console.log(`figure: report to page ${Date.now() - sent} ms`);
   ok((await cellText("127.0.0.11", "status")) === "Completed", "Device Ready turns the device Completed");
   await report("127.0.0.12", "ZTP Failed", "image checksum mismatch");
   await page.waitForFunction(() => document.querySelector('#devices tr[data-ip="127.0.0.12"]')?.dataset.status === "failed");
