@@ -47,6 +47,10 @@ pub struct Cli {
     /// whatever the routing table says. Recommended on multi-homed servers.
     #[arg(long, value_name = "IFACE")]
     pub dhcp_interface: Option<String>,
+    /// Receive syslog (UDP; RFC 3164 and 5424) here and file each message into the
+    /// log of the device it came from, e.g. `0.0.0.0:514`. Off when not given.
+    #[arg(long, value_name = "IP:PORT")]
+    pub syslog_listen: Option<SocketAddr>,
     /// Do not serve DHCP (for sites running Kea or dhcpd with the generated config).
     #[arg(long)]
     pub no_dhcp: bool,
@@ -152,6 +156,13 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         let c = ctx.clone();
         tasks.spawn(async move { ("http", crate::http::serve(c, listen, tx).await) });
         announce(&services, "http", rx).await?;
+    }
+    if let Some(listen) = cli.syslog_listen {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        services.set("syslog", &listen.to_string(), "starting");
+        let (st, store) = (state.clone(), ctx.store.clone());
+        tasks.spawn(async move { ("syslog", crate::syslog::serve(st, store, listen, tx).await) });
+        announce(&services, "syslog", rx).await?;
     }
     services.set("status", &cli.state.join("status.sqlite").display().to_string(), "up");
     let _watch = reload::watch(source, state.clone(), Duration::from_millis(cli.reload_debounce_ms))

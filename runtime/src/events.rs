@@ -54,7 +54,14 @@ pub fn start(store: Arc<Store>) -> Sink {
         while rx.recv_many(&mut batch, 256).await > 0 {
             let store = store.clone();
             let events = std::mem::take(&mut batch);
-            let res = tokio::task::spawn_blocking(move || store.events(&events)).await;
+            let res = tokio::task::spawn_blocking(move || {
+                let r = store.events(&events);
+                if r.is_ok() {
+                    crate::web::live::recorded(&store, &events);
+                }
+                r
+            })
+            .await;
             if let Ok(Err(e)) = res {
                 tracing::warn!(error = %e, "could not record device events");
             }

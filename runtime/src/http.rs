@@ -140,11 +140,15 @@ async fn route(ctx: &Arc<Ctx>, peer: SocketAddr, req: Request<Incoming>) -> Resp
             text(StatusCode::SERVICE_UNAVAILABLE, "starting\n")
         };
     }
+    if let Some(r) = crate::web::route(ctx, &method, &path) {
+        return r;
+    }
     let Some(api) = path.strip_prefix("/api/ztp/") else {
         let current = ctx.state.current();
         // The span puts the peer on files.rs's own log lines (refusals, transfers).
         let span = tracing::info_span!("http", %peer, generation = %current.id);
         let resp = files::respond(current, &method, &path, req.headers()).instrument(span).await;
+        let resp = crate::progress::http(peer.ip(), &path, &method, resp);
         if method == Method::GET {
             let len = resp.headers().get("content-length").and_then(|v| v.to_str().ok()).unwrap_or("0");
             ctx.state.event(crate::events::Event {
@@ -208,8 +212,12 @@ async fn route(ctx: &Arc<Ctx>, peer: SocketAddr, req: Request<Incoming>) -> Resp
             if ip.parse::<IpAddr>().is_err() {
                 return error(StatusCode::BAD_REQUEST, "not an IP address");
             }
+            let gone = ip.clone();
             match blocking(move || store.delete(&ip)).await {
-                Some(Ok(true)) => json(StatusCode::OK, &serde_json::json!({"deleted": true})),
+                Some(Ok(true)) => {
+                    crate::web::live::deleted(&gone);
+                    json(StatusCode::OK, &serde_json::json!({"deleted": true}))
+                }
                 Some(Ok(false)) => error(StatusCode::NOT_FOUND, "no such device"),
                 _ => error(StatusCode::INTERNAL_SERVER_ERROR, "status store unavailable"),
             }
@@ -261,9 +269,11 @@ async fn record(ctx: &Arc<Ctx>, peer: SocketAddr, r: Report) -> Response<Body> {
         return error(StatusCode::FORBIDDEN, "a device may only report for its own address");
     }
     let store = ctx.store.clone();
+    let (task, log) = (r.task.clone().unwrap_or_default(), r.log.clone().unwrap_or_default());
     match blocking(move || store.report(&r)).await {
         Some(Ok(row)) => {
             tracing::info!(ip = %row.ip_addr, status = %row.status, task = %row.task, "device report");
+            crate::web::live::reported(&row, &task, &log);
             json(StatusCode::OK, &row)
         }
         _ => error(StatusCode::SERVICE_UNAVAILABLE, "status store unavailable; retry"),

@@ -208,6 +208,12 @@ labels!(
     CallOutcome { Ok = "ok", Retry = "retry", Failed = "failed" }
 );
 
+labels!(
+    /// A syslog datagram: filed in a device's log, from an address that is no device,
+    /// or not parseable.
+    SyslogResult { Filed = "filed", UnknownSource = "unknown_source", Malformed = "malformed" }
+);
+
 impl DhcpType {
     pub fn of(t: Option<dhcproto::v4::MessageType>) -> DhcpType {
         use dhcproto::v4::MessageType as M;
@@ -240,7 +246,7 @@ impl HttpClass {
         match path {
             "/metrics" => HttpClass::Metrics,
             "/healthz" => HttpClass::Healthz,
-            p if p.starts_with("/api/ztp/") => HttpClass::Api,
+            p if p.starts_with("/api/ztp/") || p == "/api/events" => HttpClass::Api,
             _ => HttpClass::Files,
         }
     }
@@ -269,6 +275,7 @@ pub struct Metrics {
     pub http_latency: [Histogram<{ HTTP_BOUNDS.len() }>; HttpClass::N],
     pub reloads: [Counter; ReloadResult::N],
     pub controller_calls: [Counter; CallOutcome::N],
+    pub syslog_messages: [Counter; SyslogResult::N],
     /// The DHCP server's bound leases, replayed from its journal records; `None` when
     /// this process serves no DHCP.
     leases: Mutex<Option<LeaseTable>>,
@@ -287,6 +294,7 @@ impl Metrics {
             http_latency: [const { Histogram::new(&HTTP_BOUNDS) }; HttpClass::N],
             reloads: [const { Counter::new() }; ReloadResult::N],
             controller_calls: [const { Counter::new() }; CallOutcome::N],
+            syslog_messages: [const { Counter::new() }; SyslogResult::N],
             leases: Mutex::new(None),
         }
     }
@@ -431,6 +439,16 @@ impl Metrics {
         for c in CallOutcome::ALL {
             let v = self.controller_calls[*c as usize].get();
             let _ = writeln!(o, "ztp_controller_calls_total{{outcome=\"{}\"}} {v}", c.label());
+        }
+        family(
+            o,
+            "ztp_syslog_messages_total",
+            "counter",
+            "Syslog messages received, by what became of them.",
+        );
+        for r in SyslogResult::ALL {
+            let v = self.syslog_messages[*r as usize].get();
+            let _ = writeln!(o, "ztp_syslog_messages_total{{result=\"{}\"}} {v}", r.label());
         }
         family(
             o,

@@ -139,6 +139,7 @@ impl Handler for GenHandler {
         };
         tracing::debug!(peer = %client, path = %clean, size, generation = %generation.id, "tftp: transfer start");
         METRICS.tftp_started.inc();
+        let progress = crate::progress::Tracker::start(client.ip(), "tftp", &clean, size);
         let t = Transfer {
             source,
             sent: 0,
@@ -148,6 +149,7 @@ impl Handler for GenHandler {
             generation,
             state: self.state.clone(),
             started: Instant::now(),
+            progress,
             _slot: slot,
         };
         Ok((t, Some(size)))
@@ -175,6 +177,7 @@ struct Transfer {
     generation: Arc<Generation>,
     state: Arc<State>,
     started: Instant,
+    progress: crate::progress::Tracker,
     _slot: Slot,
 }
 
@@ -207,6 +210,7 @@ impl AsyncRead for Transfer {
             }
         };
         this.sent += n as u64;
+        this.progress.add(n);
         Poll::Ready(Ok(n))
     }
 }

@@ -519,7 +519,8 @@ impl Agents {
         let store = self.store.clone();
         match tokio::task::spawn_blocking(move || store.report(&r)).await {
             Ok(Ok(row)) => {
-                tracing::info!(ip = %row.ip_addr, status = %row.status, task = %row.task, "agent job done")
+                tracing::info!(ip = %row.ip_addr, status = %row.status, task = %row.task, "agent job done");
+                crate::web::live::device(&row);
             }
             Ok(Err(e)) => tracing::warn!(ip = %job.ip, error = %e, "could not record the agent result"),
             Err(_) => {}
