@@ -90,6 +90,15 @@ pub fn render(f: &Fabric) -> String {
             "max-valid-lifetime": f.dhcp.max_lease_time,
             "reservations-global": true,
             "reservations-in-subnet": true,
+            // Kea 2.2 echoes a host name the client sends (option 12; SONiC sends
+            // `sonic`, Cumulus `cumulus`), DDNS or not, and adds that echo before the
+            // configured options, so it wins over a device class's host-name. dhcpd and
+            // ztp-runtime send the device's name or nothing. Scrubbing every character
+            // of a client-sent name leaves Kea an empty one, which it does not send; the
+            // class's host-name (or nothing) then goes out, as from dhcpd. A reserved
+            // host name is sent before this step and is not scrubbed.
+            "hostname-char-set": ".",
+            "hostname-char-replacement": "",
             "option-def": option_defs(),
             "option-data": global_opts,
             "client-classes": classes,
