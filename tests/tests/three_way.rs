@@ -24,7 +24,8 @@
 //!
 //! Needs root, `ip`, `ss`, dhcpd and kea-dhcp4: without them it prints SKIPPED, or fails
 //! when ZTP_REQUIRE_ORACLES=1. Every wait is bounded; namespaces, processes (by PID) and
-//! scratch files are removed even when an assertion fails.
+//! scratch files are removed even when an assertion fails (ZTP_THREE_WAY_KEEP=1 keeps
+//! the scratch files: each server's config and log).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -56,7 +57,12 @@ fn three_way_agreement() {
         return;
     }
     let started = Instant::now();
-    let tmp = tempfile::tempdir().unwrap();
+    // ZTP_THREE_WAY_KEEP=1 keeps each server's config and log, pass or fail.
+    let keep = std::env::var("ZTP_THREE_WAY_KEEP").as_deref() == Ok("1");
+    let tmp = tempfile::Builder::new().prefix("ztp-three-way-").disable_cleanup(keep).tempdir().unwrap();
+    if keep {
+        println!("scratch files kept in {}", tmp.path().display());
+    }
     let examples = ztp_tests::examples();
     assert!(examples.len() >= 3, "expected lab, dc1 and campus, found {examples:?}");
     let mut failed = Vec::new();
@@ -83,6 +89,7 @@ fn three_way_agreement() {
         drop(pair);
     }
     println!("three-way agreement on {} examples in {:.1?}", examples.len(), started.elapsed());
+
     assert!(failed.is_empty(), "the three servers disagree (or one failed) on {failed:?}; see above");
 }
 

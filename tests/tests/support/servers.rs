@@ -102,7 +102,7 @@ pub fn start(kind: Kind, ns: &str, server_ip: std::net::Ipv4Addr, out: &Path, wo
                 "name": "kea-dhcp4",
                 "output_options": [{ "output": log.display().to_string() }],
                 "severity": "DEBUG",
-                "debuglevel": 40
+                "debuglevel": 99
             }]);
             let conf = dir.join("kea-dhcp4.json");
             std::fs::write(&conf, serde_json::to_string_pretty(&v).expect("json")).expect("write kea");
