@@ -8,7 +8,9 @@
 //! (`three_way_inside`), which starts the three servers one after another in the server
 //! namespace and plays every client through a relay agent bound to a giaddr in the
 //! client's subnet (support/relay_client.rs), with the identifiers its NOS sends
-//! (support/nos.rs): a full DISCOVER → OFFER → REQUEST → ACK each.
+//! (support/nos.rs): a full DISCOVER → OFFER → REQUEST → ACK each. The clients of the
+//! server's own subnet are played a second time on the server's link, broadcasting
+//! without a relay, as a switch on the ZTP server's segment does.
 //!
 //! What must be equal, in the OFFER and in the ACK: the message type, yiaddr, and every
 //! option the client's platform reads: those in its parameter request list (boot

@@ -80,7 +80,7 @@ pub fn cases(m: &Manifest) -> Vec<Case> {
             client: Client {
                 id: nos::identity(d.platform, mac, &serial, d.model.as_deref()),
                 xid: n,
-                giaddr: giaddr(m, subnet),
+                giaddr: Some(giaddr(m, subnet)),
                 circuit_id: loc.map(|l| l.circuit_id.clone().into_bytes()),
                 remote_id: loc.and_then(|l| l.remote_id.clone()).map(String::into_bytes),
             },
@@ -90,21 +90,44 @@ pub fn cases(m: &Manifest) -> Vec<Case> {
     for (k, p) in Platform::ALL.into_iter().enumerate() {
         let n = 100 + k as u32;
         let subnet = (home + k) % m.dhcp.subnets.len();
-        v.push(Case {
-            label: format!("unknown {p} via {}", m.dhcp.subnets[subnet].cidr),
-            platform: p,
-            device: None,
-            subnet,
-            client: Client {
-                id: nos::identity(p, stranger(n), &format!("ZZUNKNOWN{n}"), None),
-                xid: n,
-                giaddr: giaddr(m, subnet),
-                circuit_id: None,
-                remote_id: None,
-            },
-        });
+        let label = format!("unknown {p} via {}", m.dhcp.subnets[subnet].cidr);
+        v.push(unknown(label, p, n, subnet, Some(giaddr(m, subnet))));
     }
+    // The server's own subnet again, on its link without a relay: the devices with a
+    // reserved address there (a device known by location has no location on that
+    // link), and new unknown devices. A client that already holds a pool lease is not
+    // asked twice: dhcpd then offers what is left of the lease (a second less, at a
+    // second boundary), Kea and ztp-runtime a whole one.
+    let mut direct = Vec::new();
+    for c in v.iter().filter(|c| c.subnet == home && c.client.circuit_id.is_none()) {
+        if let Some(d) = c.device.map(|i| &m.devices[i]).filter(|d| d.address.is_some()) {
+            let mut client = c.client.clone();
+            client.giaddr = None;
+            let label = format!("{} on the server's link", c.label);
+            direct.push(Case { label, platform: d.platform, device: c.device, subnet: home, client });
+        }
+    }
+    for (k, p) in Platform::ALL.into_iter().enumerate() {
+        direct.push(unknown(format!("unknown {p} on the server's link"), p, 200 + k as u32, home, None));
+    }
+    v.extend(direct);
     v
+}
+
+fn unknown(label: String, p: Platform, n: u32, subnet: usize, giaddr: Option<Ipv4Addr>) -> Case {
+    Case {
+        label,
+        platform: p,
+        device: None,
+        subnet,
+        client: Client {
+            id: nos::identity(p, stranger(n), &format!("ZZUNKNOWN{n}"), None),
+            xid: n,
+            giaddr,
+            circuit_id: None,
+            remote_id: None,
+        },
+    }
 }
 
 /// The outcome of a comparison.
@@ -251,7 +274,7 @@ fn one(m: &Manifest, c: &Case, got: &BTreeMap<Kind, (&Reply, &Reply)>, v: &mut V
         _ => {}
     }
     let shown = show(ack.options.get(&code).map(Vec::as_slice));
-    let _ = writeln!(v.table, "  {:<40} {:<15} {code}={shown}", c.label, ack.yiaddr);
+    let _ = writeln!(v.table, "  {:<50} {:<15} {code}={shown}", c.label, ack.yiaddr);
 }
 
 /// A BOOTP header field of a reply.

@@ -55,6 +55,9 @@ impl Pair {
             ip(&format!("-n {r} addr add {a}/{p} dev {vr}"));
         }
         ip(&format!("-n {r} link set {vr} up"));
+        // Clients on the server's link broadcast to 255.255.255.255, which needs a route
+        // out of the relay namespace; the veth is its only way out.
+        ip(&format!("-n {r} route add default dev {vr}"));
         let via = relays.first().expect("a relay address on the server's subnet").0;
         for (net, p) in routed {
             ip(&format!("-n {s} route add {net}/{p} via {via}"));

@@ -1,8 +1,10 @@
 //! A DHCP relay agent playing a client (RFC 2131 §4.1, RFC 3046): it binds giaddr:67,
 //! sends a client's DISCOVER and REQUEST to the server's port 67 with giaddr set (and
 //! option 82 when the device is known by where it is cabled), and reads the server's
-//! replies to giaddr. Requests are built with dhcproto; replies are read from the raw
-//! bytes, so what is compared is exactly what the server put on the wire.
+//! replies to giaddr. A client on the server's own link is played without a relay: it
+//! broadcasts from port 68 with the broadcast flag set (RFC 2131 §4.1), so the server
+//! broadcasts its reply. Requests are built with dhcproto; replies are read from the
+//! raw bytes, so what is compared is exactly what the server put on the wire.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
@@ -18,8 +20,9 @@ use super::nos::Identity;
 pub struct Client {
     pub id: Identity,
     pub xid: u32,
-    /// The relay's address on the client's link: selects the subnet.
-    pub giaddr: Ipv4Addr,
+    /// The relay's address on the client's link, which selects the subnet; None for a
+    /// client on the server's own link, which broadcasts.
+    pub giaddr: Option<Ipv4Addr>,
     /// Option 82 sub-options 1 (circuit-id) and 2 (remote-id).
     pub circuit_id: Option<Vec<u8>>,
     pub remote_id: Option<Vec<u8>>,
@@ -43,9 +46,11 @@ impl Reply {
     }
 }
 
-/// The relay agent: one socket per giaddr, all sending to `server`:67.
+/// The relay agent: one socket per giaddr, all sending to `server`:67, and the
+/// clients' port 68 for those on the server's link.
 pub struct Relay {
     socks: HashMap<Ipv4Addr, UdpSocket>,
+    local: UdpSocket,
     server: SocketAddrV4,
 }
 
@@ -57,38 +62,44 @@ impl Relay {
             s.set_read_timeout(Some(Duration::from_millis(100)))?;
             socks.insert(*g, s);
         }
-        Ok(Relay { socks, server: SocketAddrV4::new(server, 67) })
+        let local = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68))?;
+        local.set_broadcast(true)?;
+        local.set_read_timeout(Some(Duration::from_millis(100)))?;
+        Ok(Relay { socks, local, server: SocketAddrV4::new(server, 67) })
     }
 
     /// DISCOVER → OFFER → REQUEST (SELECTING, RFC 2131 §4.3.2) → ACK. `patience`: how
     /// long to keep resending each message when no answer comes (a server just started
     /// may need a moment).
     pub fn dora(&self, c: &Client, patience: Duration) -> Result<(Reply, Reply), String> {
-        let offer = self.exchange(c, &self.message(c, MessageType::Discover, &[]), patience)?;
-        if offer.kind() != Some(MessageType::Offer) {
-            return Err(format!("DISCOVER answered with {:?}, not an OFFER", offer.kind()));
-        }
+        let discover = self.message(c, MessageType::Discover, &[]);
+        let offer = self.exchange(c, &discover, &[MessageType::Offer], patience)?;
         let sid = offer.options.get(&54).filter(|v| v.len() == 4).ok_or("OFFER without server identifier")?;
         let sid = Ipv4Addr::new(sid[0], sid[1], sid[2], sid[3]);
         let extra = [DhcpOption::RequestedIpAddress(offer.yiaddr), DhcpOption::ServerIdentifier(sid)];
-        let ack = self.exchange(c, &self.message(c, MessageType::Request, &extra), patience)?;
+        let request = self.message(c, MessageType::Request, &extra);
+        let ack = self.exchange(c, &request, &[MessageType::Ack, MessageType::Nak], patience)?;
         Ok((offer, ack))
     }
 
     fn message(&self, c: &Client, mt: MessageType, extra: &[DhcpOption]) -> Vec<u8> {
         let mut m = v4::Message::default();
         m.set_opcode(v4::Opcode::BootRequest).set_chaddr(&c.id.chaddr).set_xid(c.xid);
-        if c.id.broadcast {
+        // A client without an address asks for a broadcast answer; our namespace's
+        // interface does not carry the client's MAC, so a unicast one would not arrive.
+        if c.id.broadcast || c.giaddr.is_none() {
             m.set_flags(v4::Flags::default().set_broadcast());
         }
         // What the relay agent adds (RFC 2131 §4.1, RFC 3046 §2.1).
-        m.set_giaddr(c.giaddr).set_hops(1);
+        if let Some(g) = c.giaddr {
+            m.set_giaddr(g).set_hops(1);
+        }
         let o = m.opts_mut();
         o.insert(DhcpOption::MessageType(mt));
         for opt in c.id.options.iter().chain(extra) {
             o.insert(opt.clone());
         }
-        if c.circuit_id.is_some() || c.remote_id.is_some() {
+        if c.giaddr.is_some() && (c.circuit_id.is_some() || c.remote_id.is_some()) {
             let mut info = relay::RelayAgentInformation::default();
             if let Some(v) = &c.circuit_id {
                 info.insert(relay::RelayInfo::AgentCircuitId(v.clone()));
@@ -103,23 +114,35 @@ impl Relay {
         bytes
     }
 
-    /// Send `bytes` from giaddr:67 and wait for the reply with the same xid, resending
-    /// every 500 ms until `patience` is spent.
-    fn exchange(&self, c: &Client, bytes: &[u8], patience: Duration) -> Result<Reply, String> {
-        let sock = self.socks.get(&c.giaddr).ok_or_else(|| format!("no relay socket on {}", c.giaddr))?;
+    /// Send `bytes` from giaddr:67 (or broadcast them from port 68) and wait for a reply
+    /// of a `want`ed type with the same xid (a late duplicate OFFER is not the ACK),
+    /// resending every 500 ms until `patience` is spent.
+    fn exchange(
+        &self,
+        c: &Client,
+        bytes: &[u8],
+        want: &[MessageType],
+        patience: Duration,
+    ) -> Result<Reply, String> {
+        let (sock, to) = match c.giaddr {
+            Some(g) => (self.socks.get(&g).ok_or_else(|| format!("no relay socket on {g}"))?, self.server),
+            None => (&self.local, SocketAddrV4::new(Ipv4Addr::BROADCAST, 67)),
+        };
         let deadline = Instant::now() + patience;
         let mut buf = [0u8; 1500];
         while Instant::now() < deadline {
-            sock.send_to(bytes, self.server).map_err(|e| format!("send to {}: {e}", self.server))?;
+            sock.send_to(bytes, to).map_err(|e| format!("send to {to}: {e}"))?;
             let resend = Instant::now() + Duration::from_millis(500);
             while Instant::now() < resend.min(deadline) {
                 let Ok((n, _)) = sock.recv_from(&mut buf) else { continue };
-                if let Some(r) = parse(&buf[..n]).filter(|_| xid(&buf[..n]) == Some(c.xid)) {
+                let r = parse(&buf[..n])
+                    .filter(|r| xid(&buf[..n]) == Some(c.xid) && r.kind().is_some_and(|k| want.contains(&k)));
+                if let Some(r) = r {
                     return Ok(r);
                 }
             }
         }
-        Err(format!("no answer within {patience:?}"))
+        Err(format!("no {want:?} within {patience:?}"))
     }
 }
 
