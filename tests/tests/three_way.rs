@@ -12,17 +12,18 @@
 //! server's own subnet are played a second time on the server's link, broadcasting
 //! without a relay, as a switch on the ZTP server's segment does.
 //!
-//! What must be equal, in the OFFER and in the ACK: the message type, yiaddr, and every
-//! option the client's platform reads: those in its parameter request list (boot
-//! options 43, 66, 67, 150, 239, host name 12, routers 3, DNS 6, domain 15, search 119,
-//! NTP 42 ...) plus the subnet mask 1, lease time 51 and server identifier 54. A device
-//! with a reserved address must get exactly that address from all three; an unknown
-//! device may get a different free address from each (each server picks its own), so
-//! then each must be inside the same subnet's pools. The agreed answers are also checked
-//! against the fabric: the reserved address, the device's host name, and the boot value
-//! of the device (or of its platform) in the option that platform reads. Differences in
-//! what no platform here reads (siaddr, `file`, `sname`, T1/T2, echoed 61/82) are listed
-//! as notes, not failures.
+//! What must be equal, in the OFFER and in the ACK (support/agreement.rs): the message
+//! type, yiaddr, siaddr, `file`, `sname`, and every option the client's platform reads:
+//! those in its parameter request list (boot options 43, 66, 67, 150, 239, host name
+//! 12, routers 3, DNS 6, domain 15, search 119 by the names it carries, NTP 42 ...)
+//! plus the subnet mask 1, lease time 51 and server identifier 54. A device with a
+//! reserved address must get exactly that address from all three; an unknown device may
+//! get a different free address from each (each server picks its own), so then each
+//! must be inside the same subnet's pools. The agreed answers are also checked against
+//! the fabric: the reserved address, the device's host name, and the boot value of the
+//! device (or of its platform) in the option that platform reads. Differences in options
+//! no platform here reads (T1/T2 58/59 sent only by ztp-runtime, option 61 echoed by Kea
+//! and ztp-runtime) are printed as notes, not failures.
 //!
 //! Needs root, `ip`, `ss`, dhcpd and kea-dhcp4: without them it prints SKIPPED, or fails
 //! when ZTP_REQUIRE_ORACLES=1. Every wait is bounded; namespaces, processes (by PID) and
