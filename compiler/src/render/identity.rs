@@ -40,10 +40,15 @@ pub fn device_class(d: &Device) -> String {
 }
 
 /// The platform classes' tests (reference/apstra-ztp.md §2.3, nos-dhcp.md), dhcpd form.
+///
+/// Junos sends no option 77. dhcpd's `and` gives no result at all (rather than false)
+/// when its left side is false, so `not (exists user-class and ...)` never matched a
+/// Junos device; `=` on a missing option is plain false, so `not (suffix(...) = ...)`
+/// is true for it, as Kea's test and the runtime have it (tests/tests/three_way.rs).
 pub fn platform_match_isc(p: Platform) -> &'static str {
     match p {
         Platform::Junos => {
-            "(substring(option vendor-class-identifier, 0, 7) = \"Juniper\") and\n          not (exists user-class and suffix(option user-class, 4) = \"-EVO\")"
+            "(substring(option vendor-class-identifier, 0, 7) = \"Juniper\") and\n          not (suffix(option user-class, 4) = \"-EVO\")"
         }
         Platform::JunosEvo => {
             "(substring(option vendor-class-identifier, 0, 7) = \"Juniper\") and\n          (suffix(option user-class, 4) = \"-EVO\")"

@@ -90,6 +90,17 @@ pub fn render(f: &Fabric) -> String {
             "max-valid-lifetime": f.dhcp.max_lease_time,
             "reservations-global": true,
             "reservations-in-subnet": true,
+            // Kea 2.2 echoes a host name the client sends (option 12; SONiC sends
+            // `sonic`, Cumulus `cumulus`), DDNS or not, and adds that echo before the
+            // configured options, so it wins over a device class's host-name. dhcpd and
+            // ztp-runtime send the device's name or nothing. Scrubbing every character
+            // of a client-sent name leaves Kea an empty one, which it cannot send (it
+            // logs DHCP4_CLIENT_NAME_PROC_FAIL at debug level and moves on); the class's
+            // host-name (or nothing) then goes out, as from dhcpd. A reserved host name
+            // is sent before this step and is not scrubbed. Checked against the real
+            // Kea by tests/tests/three_way.rs.
+            "hostname-char-set": ".",
+            "hostname-char-replacement": "",
             "option-def": option_defs(),
             "option-data": global_opts,
             "client-classes": classes,

@@ -73,7 +73,7 @@ impl Subnet {
 pub struct Config {
     /// The generation this was prepared from (its id), for logs.
     pub generation: String,
-    /// Option 54 and siaddr: the ZTP server's address from the fabric.
+    /// Option 54: the ZTP server's address from the fabric.
     pub server_id: Ipv4Addr,
     pub lease_time: u32,
     pub max_lease_time: u32,

@@ -347,7 +347,9 @@ impl<L: LeaseView> Ctx<'_, L> {
     /// An OFFER or ACK. `lease`: false for INFORM, which gets no lease times.
     fn answer(&self, mt: MessageType, s: &Subnet, yiaddr: Ipv4Addr, lease: bool) -> v4::Message {
         let mut m = self.header(mt);
-        m.set_yiaddr(yiaddr).set_siaddr(self.cfg.server_id);
+        // siaddr stays 0.0.0.0, as from dhcpd.conf (no next-server) and Kea: every NOS
+        // here finds its file server in option 66 or a URL (tests/tests/three_way.rs).
+        m.set_yiaddr(yiaddr);
         if mt == MessageType::Ack {
             m.set_ciaddr(self.msg.ciaddr());
         }
