@@ -1,8 +1,7 @@
 //! TFTP server over the current generation (async-tftp), read-only.
 //!
-//! async-tftp runs its own smol executor inside the one tokio task that awaits
-//! [`serve`]; it has no shutdown call, so the caller stops the server by dropping that
-//! future. Each read request resolves its name through [`paths::clean`] against the
+//! async-tftp runs its own smol executor on a thread of its own (see [`serve`]); it has
+//! no shutdown call, so dropping the future [`serve`] returns ends that thread. Each read request resolves its name through [`paths::clean`] against the
 //! generation current at open, and the transfer keeps that generation to its end.
 //!
 //! Limits, and why:
@@ -54,30 +53,50 @@ const DISK_CHUNK: usize = 64 * 1024;
 
 /// Serve TFTP on `listen` until the future is dropped. `ready` receives the bound
 /// address (the real port when `listen` has port 0) once requests can be answered.
+///
+/// async-tftp is built on smol's async-io, whose reactor is its own thread. Polled from
+/// a tokio task, every lockstep block crossed threads twice (the reactor wakes the tokio
+/// worker, which re-arms a timer on the reactor). On a thread of its own under
+/// `async_io::block_on`, the thread waiting for the next ACK drives the reactor itself,
+/// so a block costs a send and a receive on one thread.
 pub async fn serve(
     state: Arc<State>,
     listen: SocketAddr,
     ready: oneshot::Sender<SocketAddr>,
 ) -> io::Result<()> {
-    // Image reads go to tokio's blocking pool; async-tftp's tasks are polled inside
-    // this tokio task, but take the handle explicitly rather than rely on that.
+    // Image reads go to tokio's blocking pool through this handle.
     let rt = Handle::try_current().map_err(io::Error::other)?;
     // Bind it ourselves so the real address is known before serving starts.
     let socket = std::net::UdpSocket::bind(listen)?;
     let addr = socket.local_addr()?;
     let handler = GenHandler { state, rt, slots: Arc::new(Mutex::new(Slots::default())) };
-    let server = TftpServerBuilder::with_handler(handler)
-        .std_socket(socket)
-        .map_err(to_io)?
-        .block_size_limit(MAX_BLKSIZE)
-        .window_size_limit(MAX_WINDOW)
-        .max_send_retries(MAX_RETRIES)
-        .build()
-        .await
-        .map_err(to_io)?;
-    // The receiver may have gone away (the caller gave up waiting); serving is still right.
-    let _ = ready.send(addr);
-    server.serve().await.map_err(to_io)
+    // Dropping this future drops `stop`, which ends the serving thread.
+    let (stop, stopped) = oneshot::channel::<()>();
+    let (done_tx, done) = oneshot::channel::<io::Result<()>>();
+    std::thread::Builder::new().name("tftp".into()).spawn(move || {
+        let serving = async move {
+            let server = TftpServerBuilder::with_handler(handler)
+                .std_socket(socket)
+                .map_err(to_io)?
+                .block_size_limit(MAX_BLKSIZE)
+                .window_size_limit(MAX_WINDOW)
+                .max_send_retries(MAX_RETRIES)
+                .build()
+                .await
+                .map_err(to_io)?;
+            // The receiver may have gone away (the caller gave up waiting); serving is
+            // still right.
+            let _ = ready.send(addr);
+            server.serve().await.map_err(to_io)
+        };
+        let result = async_io::block_on(futures_lite::future::or(serving, async move {
+            let _ = stopped.await;
+            Ok(())
+        }));
+        let _ = done_tx.send(result);
+    })?;
+    let _keep = stop;
+    done.await.unwrap_or_else(|_| Err(io::Error::other("the TFTP thread stopped")))
 }
 
 fn to_io(e: async_tftp::Error) -> io::Error {
