@@ -15,4 +15,5 @@ pub mod reload;
 pub mod services;
 pub mod state;
 pub mod status;
+pub mod storage;
 pub mod tftp;

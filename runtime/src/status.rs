@@ -97,13 +97,23 @@ impl Store {
         Ok(f(&mut c)?)
     }
 
+    /// [`Store::with`] for a write: its outcome is the status database's storage health.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, StoreError> {
+        let r = self.with(f);
+        crate::storage::STORAGE.record("status database", &r);
+        r
+    }
+
     /// Record a report; returns the updated row. Durable when this returns.
     pub fn report(&self, r: &Report) -> Result<DeviceRow, StoreError> {
         let now = now_rfc3339();
         let task = clip(r.task.as_deref().unwrap_or(""));
         let log = clip(r.log.as_deref().unwrap_or(""));
         let status = if task.is_empty() { "in_progress" } else { status_for(&task) };
-        self.with(|c| {
+        self.write(|c| {
             let tx = c.transaction()?;
             tx.execute(
                 "INSERT INTO devices (ip, system_id, platform, status, task, last_log, updated_at)
@@ -159,7 +169,7 @@ impl Store {
     /// Many server-side events in one transaction (one fsync for the batch).
     pub fn events(&self, batch: &[crate::events::Event]) -> Result<(), StoreError> {
         let now = now_rfc3339();
-        self.with(|c| {
+        self.write(|c| {
             let tx = c.transaction()?;
             for e in batch {
                 // Only DHCP makes a device row appear (as Apstra lists leased devices);
@@ -215,7 +225,7 @@ impl Store {
 
     /// Delete a device and its log (to re-use an IP, as in Apstra). True if it existed.
     pub fn delete(&self, ip: &str) -> Result<bool, StoreError> {
-        self.with(|c| {
+        self.write(|c| {
             let tx = c.transaction()?;
             tx.execute("DELETE FROM events WHERE ip = ?1", [ip])?;
             let n = tx.execute("DELETE FROM devices WHERE ip = ?1", [ip])?;

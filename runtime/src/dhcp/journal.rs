@@ -31,6 +31,10 @@ pub struct Journal {
     buf: Vec<u8>,
     /// Records appended since the journal was last rewritten.
     pub appended: u64,
+    /// A failed append may have left part of a line that could not be cut off again
+    /// (the disk went read-only): the next append starts on a new line, so the torn
+    /// part cannot swallow a good record.
+    torn: bool,
 }
 
 /// What reopening found, for the start-up log line.
@@ -65,8 +69,14 @@ pub fn open(dir: &Path, now: u64) -> io::Result<(LeaseTable, Journal, Replayed)>
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let mut j =
-        Journal { dir: dir.to_path_buf(), file: append_handle(&path)?, path, buf: Vec::new(), appended: 0 };
+    let mut j = Journal {
+        dir: dir.to_path_buf(),
+        file: append_handle(&path)?,
+        path,
+        buf: Vec::new(),
+        appended: 0,
+        torn: false,
+    };
     j.compact(&table.snapshot(now))?;
     Ok((table, j, seen))
 }
@@ -82,13 +92,23 @@ impl Journal {
             return Ok(());
         }
         self.buf.clear();
+        if self.torn {
+            self.buf.push(b'\n');
+        }
         for r in records {
             format_into(&mut self.buf, r);
         }
-        self.file.write_all(&self.buf)?;
-        self.file.sync_data()?;
-        self.appended += records.len() as u64;
-        Ok(())
+        // A full disk can take part of the write: cut the file back to where it was, so
+        // that a retry appends whole lines only.
+        let before = self.file.metadata()?.len();
+        let r = self.file.write_all(&self.buf).and_then(|()| self.file.sync_data());
+        if r.is_err() {
+            self.torn = self.file.set_len(before).is_err();
+        } else {
+            self.torn = false;
+            self.appended += records.len() as u64;
+        }
+        r
     }
 
     /// Replace the journal with `snapshot`: write a new file, sync it, rename it over the
@@ -109,6 +129,7 @@ impl Journal {
         File::open(&self.dir)?.sync_all()?;
         self.file = append_handle(&self.path)?;
         self.appended = 0;
+        self.torn = false;
         Ok(())
     }
 }
