@@ -2,7 +2,7 @@
 //! (WAL, `synchronous=FULL`) in the state directory, so that a report acknowledged to a
 //! device survives kill -9.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -68,33 +68,58 @@ pub fn status_for(task: &str) -> &'static str {
 pub const MAX_FIELD: usize = 4096;
 
 pub struct Store {
-    conn: Mutex<Connection>,
+    /// None while the database cannot be opened (a full or read-only state directory
+    /// at start-up): every use tries again.
+    conn: Mutex<Option<Connection>>,
+    path: PathBuf,
+}
+
+fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open(path)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL;
+         PRAGMA synchronous=FULL;
+         PRAGMA busy_timeout=5000;
+         CREATE TABLE IF NOT EXISTS devices (
+             ip TEXT PRIMARY KEY, system_id TEXT NOT NULL DEFAULT '', platform TEXT NOT NULL DEFAULT '',
+             status TEXT NOT NULL, task TEXT NOT NULL DEFAULT '', last_log TEXT NOT NULL DEFAULT '',
+             updated_at TEXT NOT NULL, name TEXT, mac TEXT);
+         CREATE TABLE IF NOT EXISTS events (
+             id INTEGER PRIMARY KEY, ip TEXT NOT NULL, at TEXT NOT NULL, kind TEXT NOT NULL, text TEXT NOT NULL);
+         CREATE INDEX IF NOT EXISTS events_ip ON events(ip, id);",
+    )?;
+    Ok(conn)
 }
 
 impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let conn = Connection::open(dir.join("status.sqlite"))?;
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL;
-             PRAGMA synchronous=FULL;
-             PRAGMA busy_timeout=5000;
-             CREATE TABLE IF NOT EXISTS devices (
-                 ip TEXT PRIMARY KEY, system_id TEXT NOT NULL DEFAULT '', platform TEXT NOT NULL DEFAULT '',
-                 status TEXT NOT NULL, task TEXT NOT NULL DEFAULT '', last_log TEXT NOT NULL DEFAULT '',
-                 updated_at TEXT NOT NULL, name TEXT, mac TEXT);
-             CREATE TABLE IF NOT EXISTS events (
-                 id INTEGER PRIMARY KEY, ip TEXT NOT NULL, at TEXT NOT NULL, kind TEXT NOT NULL, text TEXT NOT NULL);
-             CREATE INDEX IF NOT EXISTS events_ip ON events(ip, id);",
-        )?;
-        Ok(Store { conn: Mutex::new(conn) })
+        let path = dir.join("status.sqlite");
+        let conn = connect(&path)?;
+        Ok(Store { conn: Mutex::new(Some(conn)), path })
+    }
+
+    /// [`Store::open`], or, when the database cannot be opened now, a store that logs
+    /// it, shows it as a storage failure and tries again on every use, so that the
+    /// runtime still serves addresses and files meanwhile.
+    pub fn open_or_retry(dir: &Path) -> Store {
+        Store::open(dir).unwrap_or_else(|e| {
+            crate::storage::STORAGE.failed("status database", &e.to_string());
+            Store { conn: Mutex::new(None), path: dir.join("status.sqlite") }
+        })
     }
 
     fn with<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, rusqlite::Error>,
     ) -> Result<T, StoreError> {
-        let mut c = self.conn.lock().map_err(|_| StoreError::Poisoned)?;
-        Ok(f(&mut c)?)
+        let mut guard = self.conn.lock().map_err(|_| StoreError::Poisoned)?;
+        if guard.is_none() {
+            *guard = Some(connect(&self.path)?);
+        }
+        match guard.as_mut() {
+            Some(c) => Ok(f(c)?),
+            None => Err(StoreError::Poisoned),
+        }
     }
 
     /// [`Store::with`] for a write: its outcome is the status database's storage health.
@@ -104,6 +129,14 @@ impl Store {
     ) -> Result<T, StoreError> {
         let r = self.with(f);
         crate::storage::STORAGE.record("status database", &r);
+        // SQLite opens a file it cannot write read-only and stays so: reconnect on the
+        // next use, so that writes work again once the directory is writable.
+        if let Err(StoreError::Sql(rusqlite::Error::SqliteFailure(e, _))) = &r
+            && e.code == rusqlite::ErrorCode::ReadOnly
+            && let Ok(mut c) = self.conn.lock()
+        {
+            *c = None;
+        }
         r
     }
 

@@ -1,11 +1,13 @@
-//! Faults: the state directory fills up. Meanwhile the runtime keeps answering reservations over DHCP and serving files over TFTP and HTTP;
+//! Faults: the state directory fills up (with a restart while full), then is read-only
+//! at start. Meanwhile the runtime keeps answering reservations over DHCP and serving files over TFTP and HTTP;
 //! what needs a write (a status report) is refused with 503 rather than acknowledged;
 //! `GET /api/ztp/services` and the log name the failing writer; and when space returns,
 //! reports are accepted again, pool leases acknowledged, and the storage state is `ok`.
 //!
-//! A read-only remount cannot be staged here: the kernel refuses it (EBUSY) while the
-//! runtime holds its files open for writing. A disk turning read-only under the runtime
-//! fails the same writes (EROFS instead of ENOSPC) through the same code paths.
+//! A live remount to read-only cannot be staged: the kernel refuses it (EBUSY) while the
+//! runtime holds its files open for writing; so the read-only case restarts the runtime
+//! on the remounted directory. A disk turning read-only under a running runtime fails
+//! the same writes (EROFS instead of ENOSPC) through the same code paths as a full one.
 //!
 //! The state directory is a 512 KiB tmpfs this test mounts inside its own temporary
 //! directory (unmounted at the end, also when an assertion fails). Needs root (mount,
@@ -50,6 +52,11 @@ fn is_root() -> bool {
 struct Tmpfs(PathBuf);
 
 impl Tmpfs {
+    fn remount(&self, opt: &str) {
+        let st = Command::new("mount").args(["-o", &format!("remount,{opt}")]).arg(&self.0).status().unwrap();
+        assert!(st.success(), "remount {opt}");
+    }
+
     fn mount(at: &Path, size: &str) -> Tmpfs {
         std::fs::create_dir_all(at).unwrap();
         let st = Command::new("mount")
@@ -218,7 +225,7 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 }
 
 #[test]
-fn a_full_state_directory_degrades_and_recovers() {
+fn a_full_or_read_only_state_directory_degrades_and_recovers() {
     if !is_root() {
         if std::env::var("ZTP_REQUIRE_ORACLES").as_deref() == Ok("1") {
             panic!("ZTP_REQUIRE_ORACLES=1 but the storage fault test needs root (mount)");
@@ -230,7 +237,7 @@ fn a_full_state_directory_degrades_and_recovers() {
     let fabric = tmp.path().join("fabric.kdl");
     std::fs::write(&fabric, FABRIC).unwrap();
     let state = tmp.path().join("state");
-    let _fs = Tmpfs::mount(&state, "512k");
+    let fs = Tmpfs::mount(&state, "512k");
     let rt = start(&fabric, &state);
     let pid = std::process::id();
     let giaddr = Ipv4Addr::new(127, 0, 230 + (pid % 10) as u8, 1 + (pid / 10 % 250) as u8);
@@ -250,12 +257,37 @@ fn a_full_state_directory_degrades_and_recovers() {
     assert_eq!(s["state"], "failing", "{s}");
     assert_eq!(s["failing"][0]["part"], "status database", "{s}");
     still_serving(&rt, &relay, giaddr, 200, "disk full");
+    // A restart while the disk is still full comes up and serves.
+    drop(rt);
+    let rt = start(&fabric, &state);
+    still_serving(&rt, &relay, giaddr, 250, "restarted on a full disk");
+    let s = storage(&rt);
+    println!("restarted on a full disk: storage = {s}");
+    assert_eq!(s["state"], "failing", "still failing after the restart");
+    assert_eq!(report(&rt, "full-after-restart"), 503);
     std::fs::remove_file(&filler).unwrap();
     wait_until("reports accepted after space returns", || report(&rt, "Device Ready") == 200);
-    assert_eq!(storage(&rt)["state"], "ok", "recovered");
-
     // A pool lease is acknowledged again (its journal write works).
     assert!(dora(&relay, rt.dhcp, giaddr, [2, 0xcc, 0, 0, 0, 1], 400).is_some(), "pool lease after recovery");
+    let s = storage(&rt);
+    assert_eq!(s["state"], "ok", "recovered: {s}");
+
+    // 2. A read-only state directory at start (a live remount to read-only is refused
+    //    by the kernel while files are open for writing, so the runtime is restarted).
+    drop(rt);
+    fs.remount("ro");
+    let rt = start(&fabric, &state);
+    still_serving(&rt, &relay, giaddr, 500, "read-only");
+    let s = storage(&rt);
+    println!("read-only: storage = {s}");
+    assert_eq!(s["state"], "failing", "{s}");
+    assert_eq!(report(&rt, "ro"), 503, "read-only: reports refused");
+    assert!(dora(&relay, rt.dhcp, giaddr, [2, 0xcc, 0, 0, 0, 2], 600).is_none(), "read-only: no pool ACK");
+    fs.remount("rw");
+    wait_until("reports accepted after rw", || report(&rt, "Device Ready") == 200);
+    assert!(dora(&relay, rt.dhcp, giaddr, [2, 0xcc, 0, 0, 0, 2], 700).is_some(), "pool lease after rw");
+    let s = storage(&rt);
+    assert_eq!(s["state"], "ok", "recovered from read-only: {s}");
 
     let log = rt.log.lock().unwrap().clone();
     let has = |level: &str, text: &str| {

@@ -27,7 +27,9 @@ const HEADER: &str = "# ztp-runtime DHCP lease journal v1\n";
 pub struct Journal {
     dir: PathBuf,
     path: PathBuf,
-    file: File,
+    /// None while the file cannot be opened for appending (a read-only state
+    /// directory): each append tries again.
+    file: Option<File>,
     buf: Vec<u8>,
     /// Records appended since the journal was last rewritten.
     pub appended: u64,
@@ -45,7 +47,8 @@ pub struct Replayed {
     pub skipped: usize,
 }
 
-/// Read the journal in `dir` (if any) into a table, then rewrite it compacted.
+/// Read the journal in `dir` (if any) into a table, then rewrite it compacted. A journal
+/// that can be read but not written (full or read-only disk) is served from as it is.
 pub fn open(dir: &Path, now: u64) -> io::Result<(LeaseTable, Journal, Replayed)> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join(FILE_NAME);
@@ -69,15 +72,23 @@ pub fn open(dir: &Path, now: u64) -> io::Result<(LeaseTable, Journal, Replayed)>
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let mut j = Journal {
-        dir: dir.to_path_buf(),
-        file: append_handle(&path)?,
-        path,
-        buf: Vec::new(),
-        appended: 0,
-        torn: false,
+    let mut j =
+        Journal { dir: dir.to_path_buf(), file: None, path, buf: Vec::new(), appended: 0, torn: false };
+    let opened = match append_handle(&j.path) {
+        Ok(f) => {
+            j.file = Some(f);
+            j.compact(&table.snapshot(now))
+        }
+        Err(e) => Err(e),
     };
-    j.compact(&table.snapshot(now))?;
+    if let Err(e) = opened {
+        // A full or read-only disk: keep the journal as it is and append to it (from a
+        // fresh line) once writes work; until then pool ACKs are withheld.
+        tracing::warn!(error = %e, "DHCP lease journal not compacted at start; appending to it as it is");
+        crate::storage::STORAGE.failed("dhcp lease journal", &e.to_string());
+        let _ = std::fs::remove_file(dir.join(format!("{FILE_NAME}.tmp")));
+        j.torn = true;
+    }
     Ok((table, j, seen))
 }
 
@@ -100,10 +111,14 @@ impl Journal {
         }
         // A full disk can take part of the write: cut the file back to where it was, so
         // that a retry appends whole lines only.
-        let before = self.file.metadata()?.len();
-        let r = self.file.write_all(&self.buf).and_then(|()| self.file.sync_data());
+        let file = match &mut self.file {
+            Some(f) => f,
+            None => self.file.insert(append_handle(&self.path)?),
+        };
+        let before = file.metadata()?.len();
+        let r = file.write_all(&self.buf).and_then(|()| file.sync_data());
         if r.is_err() {
-            self.torn = self.file.set_len(before).is_err();
+            self.torn = file.set_len(before).is_err();
         } else {
             self.torn = false;
             self.appended += records.len() as u64;
@@ -127,7 +142,7 @@ impl Journal {
         }
         std::fs::rename(&tmp, &self.path)?;
         File::open(&self.dir)?.sync_all()?;
-        self.file = append_handle(&self.path)?;
+        self.file = Some(append_handle(&self.path)?);
         self.appended = 0;
         self.torn = false;
         Ok(())
