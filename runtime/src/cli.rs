@@ -115,7 +115,8 @@ pub async fn run(cli: Cli) -> Result<(), String> {
     .map_err(|e| format!("cannot load the first generation: {e}"))?;
     tracing::info!(generation = %first.id, fabric = %first.manifest.fabric, files = first.file_count(), "generation loaded");
     let state = State::new(first);
-    let store = Arc::new(Store::open(&cli.state).map_err(|e| e.to_string())?);
+    // A full or read-only state directory must not stop DHCP reservations and files.
+    let store = Arc::new(Store::open_or_retry(&cli.state));
     let services = Arc::new(Services::default());
     let events = crate::events::start(store.clone());
     state.set_events(events.clone());

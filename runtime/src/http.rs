@@ -25,6 +25,10 @@ use crate::status::{Report, Store};
 pub const MAX_BODY: usize = 64 * 1024;
 /// A connection that sends nothing for this long is closed (slow-loris bound).
 pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Most header lines in one request (hyper answers 431 above it).
+pub const MAX_HEADERS: usize = 64;
+/// Largest request line plus headers, in bytes (hyper answers 431 above it).
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 /// Everything a request handler needs.
 pub struct Ctx {
@@ -54,21 +58,29 @@ pub async fn serve(
                 continue;
             }
         };
+        tokio::spawn(serve_conn(ctx.clone(), peer, stream));
+    }
+}
+
+/// Serve one accepted connection (any byte stream) until it closes or a limit cuts it
+/// off: the header-read timeout, header size and count, and the buffer size.
+pub async fn serve_conn<I>(ctx: Arc<Ctx>, peer: SocketAddr, io: I)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| {
         let ctx = ctx.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let ctx = ctx.clone();
-                async move { Ok::<_, Infallible>(counted(&ctx, peer, req).await) }
-            });
-            let conn = http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .max_buf_size(64 * 1024)
-                .serve_connection(TokioIo::new(stream), svc);
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "http connection ended with an error");
-            }
-        });
+        async move { Ok::<_, Infallible>(counted(&ctx, peer, req).await) }
+    });
+    let conn = http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_headers(MAX_HEADERS)
+        .max_header_size(MAX_HEADER_BYTES)
+        .max_buf_size(64 * 1024)
+        .serve_connection(TokioIo::new(io), svc);
+    if let Err(e) = conn.await {
+        tracing::debug!(%peer, error = %e, "http connection ended with an error");
     }
 }
 
@@ -290,6 +302,7 @@ fn services(ctx: &Ctx) -> Response<Body> {
             "generation": current.id,
             "fabric": current.manifest.fabric,
             "last_refused_reload": refused.map(|r| serde_json::json!({"at": r.at, "reason": r.reason})),
+            "storage": crate::storage::STORAGE.report(),
         }),
     )
 }

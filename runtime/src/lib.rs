@@ -16,6 +16,7 @@ pub mod reload;
 pub mod services;
 pub mod state;
 pub mod status;
+pub mod storage;
 pub mod syslog;
 pub mod tftp;
 pub mod web;

@@ -182,8 +182,10 @@ labels!(
 labels!(
     /// What became of a DHCP packet: the reply sent, `dropped` (could not be decoded as
     /// DHCP), or `ignored` (decoded, no reply: releases and declines, which never get
-    /// one, and requests this server does not answer).
-    DhcpOutcome { Offer = "offer", Ack = "ack", Nak = "nak", Dropped = "dropped", Ignored = "ignored" }
+    /// one, and requests this server does not answer), or `rate_limited` (over the
+    /// per-client rate, dropped undecoded: see dhcp/ratelimit.rs).
+    DhcpOutcome { Offer = "offer", Ack = "ack", Nak = "nak", Dropped = "dropped", Ignored = "ignored",
+        RateLimited = "rate_limited" }
 );
 labels!(
     /// Which part of the HTTP server answered.

@@ -2,7 +2,7 @@
 //! (WAL, `synchronous=FULL`) in the state directory, so that a report acknowledged to a
 //! device survives kill -9.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -68,33 +68,76 @@ pub fn status_for(task: &str) -> &'static str {
 pub const MAX_FIELD: usize = 4096;
 
 pub struct Store {
-    conn: Mutex<Connection>,
+    /// None while the database cannot be opened (a full or read-only state directory
+    /// at start-up): every use tries again.
+    conn: Mutex<Option<Connection>>,
+    path: PathBuf,
+}
+
+fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
+    let conn = Connection::open(path)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL;
+         PRAGMA synchronous=FULL;
+         PRAGMA busy_timeout=5000;
+         CREATE TABLE IF NOT EXISTS devices (
+             ip TEXT PRIMARY KEY, system_id TEXT NOT NULL DEFAULT '', platform TEXT NOT NULL DEFAULT '',
+             status TEXT NOT NULL, task TEXT NOT NULL DEFAULT '', last_log TEXT NOT NULL DEFAULT '',
+             updated_at TEXT NOT NULL, name TEXT, mac TEXT);
+         CREATE TABLE IF NOT EXISTS events (
+             id INTEGER PRIMARY KEY, ip TEXT NOT NULL, at TEXT NOT NULL, kind TEXT NOT NULL, text TEXT NOT NULL);
+         CREATE INDEX IF NOT EXISTS events_ip ON events(ip, id);",
+    )?;
+    Ok(conn)
 }
 
 impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let conn = Connection::open(dir.join("status.sqlite"))?;
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL;
-             PRAGMA synchronous=FULL;
-             PRAGMA busy_timeout=5000;
-             CREATE TABLE IF NOT EXISTS devices (
-                 ip TEXT PRIMARY KEY, system_id TEXT NOT NULL DEFAULT '', platform TEXT NOT NULL DEFAULT '',
-                 status TEXT NOT NULL, task TEXT NOT NULL DEFAULT '', last_log TEXT NOT NULL DEFAULT '',
-                 updated_at TEXT NOT NULL, name TEXT, mac TEXT);
-             CREATE TABLE IF NOT EXISTS events (
-                 id INTEGER PRIMARY KEY, ip TEXT NOT NULL, at TEXT NOT NULL, kind TEXT NOT NULL, text TEXT NOT NULL);
-             CREATE INDEX IF NOT EXISTS events_ip ON events(ip, id);",
-        )?;
-        Ok(Store { conn: Mutex::new(conn) })
+        let path = dir.join("status.sqlite");
+        let conn = connect(&path)?;
+        Ok(Store { conn: Mutex::new(Some(conn)), path })
+    }
+
+    /// [`Store::open`], or, when the database cannot be opened now, a store that logs
+    /// it, shows it as a storage failure and tries again on every use, so that the
+    /// runtime still serves addresses and files meanwhile.
+    pub fn open_or_retry(dir: &Path) -> Store {
+        Store::open(dir).unwrap_or_else(|e| {
+            crate::storage::STORAGE.failed("status database", &e.to_string());
+            Store { conn: Mutex::new(None), path: dir.join("status.sqlite") }
+        })
     }
 
     fn with<T>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, rusqlite::Error>,
     ) -> Result<T, StoreError> {
-        let mut c = self.conn.lock().map_err(|_| StoreError::Poisoned)?;
-        Ok(f(&mut c)?)
+        let mut guard = self.conn.lock().map_err(|_| StoreError::Poisoned)?;
+        if guard.is_none() {
+            *guard = Some(connect(&self.path)?);
+        }
+        match guard.as_mut() {
+            Some(c) => Ok(f(c)?),
+            None => Err(StoreError::Poisoned),
+        }
+    }
+
+    /// [`Store::with`] for a write: its outcome is the status database's storage health.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, rusqlite::Error>,
+    ) -> Result<T, StoreError> {
+        let r = self.with(f);
+        crate::storage::STORAGE.record("status database", &r);
+        // SQLite opens a file it cannot write read-only and stays so: reconnect on the
+        // next use, so that writes work again once the directory is writable.
+        if let Err(StoreError::Sql(rusqlite::Error::SqliteFailure(e, _))) = &r
+            && e.code == rusqlite::ErrorCode::ReadOnly
+            && let Ok(mut c) = self.conn.lock()
+        {
+            *c = None;
+        }
+        r
     }
 
     /// Record a report; returns the updated row. Durable when this returns.
@@ -103,7 +146,7 @@ impl Store {
         let task = clip(r.task.as_deref().unwrap_or(""));
         let log = clip(r.log.as_deref().unwrap_or(""));
         let status = if task.is_empty() { "in_progress" } else { status_for(&task) };
-        self.with(|c| {
+        self.write(|c| {
             let tx = c.transaction()?;
             tx.execute(
                 "INSERT INTO devices (ip, system_id, platform, status, task, last_log, updated_at)
@@ -159,7 +202,7 @@ impl Store {
     /// Many server-side events in one transaction (one fsync for the batch).
     pub fn events(&self, batch: &[crate::events::Event]) -> Result<(), StoreError> {
         let now = now_rfc3339();
-        self.with(|c| {
+        self.write(|c| {
             let tx = c.transaction()?;
             for e in batch {
                 // Only DHCP makes a device row appear (as Apstra lists leased devices);
@@ -215,7 +258,7 @@ impl Store {
 
     /// Delete a device and its log (to re-use an IP, as in Apstra). True if it existed.
     pub fn delete(&self, ip: &str) -> Result<bool, StoreError> {
-        self.with(|c| {
+        self.write(|c| {
             let tx = c.transaction()?;
             tx.execute("DELETE FROM events WHERE ip = ?1", [ip])?;
             let n = tx.execute("DELETE FROM devices WHERE ip = ?1", [ip])?;

@@ -27,10 +27,16 @@ const HEADER: &str = "# ztp-runtime DHCP lease journal v1\n";
 pub struct Journal {
     dir: PathBuf,
     path: PathBuf,
-    file: File,
+    /// None while the file cannot be opened for appending (a read-only state
+    /// directory): each append tries again.
+    file: Option<File>,
     buf: Vec<u8>,
     /// Records appended since the journal was last rewritten.
     pub appended: u64,
+    /// A failed append may have left part of a line that could not be cut off again
+    /// (the disk went read-only): the next append starts on a new line, so the torn
+    /// part cannot swallow a good record.
+    torn: bool,
 }
 
 /// What reopening found, for the start-up log line.
@@ -41,7 +47,8 @@ pub struct Replayed {
     pub skipped: usize,
 }
 
-/// Read the journal in `dir` (if any) into a table, then rewrite it compacted.
+/// Read the journal in `dir` (if any) into a table, then rewrite it compacted. A journal
+/// that can be read but not written (full or read-only disk) is served from as it is.
 pub fn open(dir: &Path, now: u64) -> io::Result<(LeaseTable, Journal, Replayed)> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join(FILE_NAME);
@@ -66,8 +73,22 @@ pub fn open(dir: &Path, now: u64) -> io::Result<(LeaseTable, Journal, Replayed)>
         Err(e) => return Err(e),
     }
     let mut j =
-        Journal { dir: dir.to_path_buf(), file: append_handle(&path)?, path, buf: Vec::new(), appended: 0 };
-    j.compact(&table.snapshot(now))?;
+        Journal { dir: dir.to_path_buf(), file: None, path, buf: Vec::new(), appended: 0, torn: false };
+    let opened = match append_handle(&j.path) {
+        Ok(f) => {
+            j.file = Some(f);
+            j.compact(&table.snapshot(now))
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = opened {
+        // A full or read-only disk: keep the journal as it is and append to it (from a
+        // fresh line) once writes work; until then pool ACKs are withheld.
+        tracing::warn!(error = %e, "DHCP lease journal not compacted at start; appending to it as it is");
+        crate::storage::STORAGE.failed("dhcp lease journal", &e.to_string());
+        let _ = std::fs::remove_file(dir.join(format!("{FILE_NAME}.tmp")));
+        j.torn = true;
+    }
     Ok((table, j, seen))
 }
 
@@ -82,13 +103,27 @@ impl Journal {
             return Ok(());
         }
         self.buf.clear();
+        if self.torn {
+            self.buf.push(b'\n');
+        }
         for r in records {
             format_into(&mut self.buf, r);
         }
-        self.file.write_all(&self.buf)?;
-        self.file.sync_data()?;
-        self.appended += records.len() as u64;
-        Ok(())
+        // A full disk can take part of the write: cut the file back to where it was, so
+        // that a retry appends whole lines only.
+        let file = match &mut self.file {
+            Some(f) => f,
+            None => self.file.insert(append_handle(&self.path)?),
+        };
+        let before = file.metadata()?.len();
+        let r = file.write_all(&self.buf).and_then(|()| file.sync_data());
+        if r.is_err() {
+            self.torn = file.set_len(before).is_err();
+        } else {
+            self.torn = false;
+            self.appended += records.len() as u64;
+        }
+        r
     }
 
     /// Replace the journal with `snapshot`: write a new file, sync it, rename it over the
@@ -107,8 +142,9 @@ impl Journal {
         }
         std::fs::rename(&tmp, &self.path)?;
         File::open(&self.dir)?.sync_all()?;
-        self.file = append_handle(&self.path)?;
+        self.file = Some(append_handle(&self.path)?);
         self.appended = 0;
+        self.torn = false;
         Ok(())
     }
 }

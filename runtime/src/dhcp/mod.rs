@@ -11,6 +11,7 @@ pub mod config;
 pub mod journal;
 pub mod leases;
 pub mod options;
+pub mod ratelimit;
 pub mod reply;
 pub mod server;
 pub mod wire;

@@ -24,7 +24,7 @@ use crate::dhcp::config::Config;
 use crate::dhcp::journal::{self, Journal};
 use crate::dhcp::leases::{LeaseTable, Record};
 use crate::dhcp::reply::{self, Decision, Request};
-use crate::dhcp::{addressing, wire};
+use crate::dhcp::{addressing, ratelimit, wire};
 use crate::events::{Event, Sink};
 use crate::generation::Shared;
 use crate::metrics::{DhcpOutcome, DhcpType, METRICS};
@@ -75,7 +75,8 @@ pub async fn serve_with_events(
     };
     let _ = ready.send(bound);
     let out = Vec::with_capacity(1024);
-    let mut l = Loop { state, sock, local, table, cached: None, tx, out, appended: 0, events };
+    let limit = ratelimit::RateLimit::default();
+    let mut l = Loop { state, sock, local, table, cached: None, tx, out, appended: 0, events, limit };
     l.run().await
 }
 
@@ -108,6 +109,8 @@ struct Loop {
     out: Vec<u8>,
     appended: u64,
     events: Option<Sink>,
+    /// Per-client packet rate, checked before decoding.
+    limit: ratelimit::RateLimit,
 }
 
 impl Loop {
@@ -160,6 +163,11 @@ impl Loop {
 
     async fn handle(&mut self, pkt: &[u8], from: SocketAddr, batch: &mut Batch) {
         let started = Instant::now();
+        if !self.limit.allow(pkt, started) {
+            METRICS.dhcp(DhcpType::Other, DhcpOutcome::RateLimited);
+            tracing::debug!(%from, len = pkt.len(), "DHCP packet dropped: client over its packet rate");
+            return;
+        }
         let msg = match wire::decode(pkt) {
             Ok(m) => m,
             Err(e) => {
@@ -221,6 +229,7 @@ async fn commit(journal: Journal, mut rx: mpsc::Receiver<Job>, sock: Arc<UdpSock
             }
         };
         journal = Some(j);
+        crate::storage::STORAGE.record("dhcp lease journal", &result);
         if let Err(e) = result {
             // Not durable, so not acknowledged: the clients retry and, the table
             // holding their leases, get the same addresses once the disk recovers.
