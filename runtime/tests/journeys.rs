@@ -129,3 +129,263 @@ async fn junos_known_dual_re_device_power_on_to_completed() {
     }
     assert!(!log.iter().any(|l| l.contains(lab::DEVICE_PW) || l.contains(lab::ROOT_PW)), "{log:#?}");
 }
+
+async fn journey(platform: &str, args: &[&str]) -> (Lab, lab::Run) {
+    let mut lab = lab().await;
+    let mut all = vec!["--platform", platform];
+    all.extend_from_slice(args);
+    let run = lab.emulate("10.77.1.1", &all).await;
+    (lab, run)
+}
+
+/// The facts the script gathered last reached the runtime: serial, version, address.
+fn assert_facts(lab: &Lab, run: &lab::Run, serial: &str, version: &str) {
+    let log = lab.device_log(&run.address());
+    let facts =
+        log.iter().rev().find(|l| l.contains("Gathering facts")).unwrap_or_else(|| panic!("{log:#?}"));
+    for want in [serial, version, run.address().as_str()] {
+        assert!(facts.contains(want), "{want} not in {facts}");
+    }
+    assert!(!log.iter().any(|l| l.contains(lab::DEVICE_PW) || l.contains(lab::ROOT_PW)), "{log:#?}");
+}
+
+const JUNOS_PASSWORDS: &str = "cli -c configure; set system root-authentication encrypted-password \"<$6$ hash>\"; \
+     set system login user aosadmin class super-user authentication encrypted-password \"<$6$ hash>\"; \
+     set system services ssh; set system services netconf ssh; commit and-quit";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junos_evo_unknown_device_power_on_to_completed() {
+    if cannot_run() {
+        return;
+    }
+    let (lab, run) = journey("junos-evo", &["--serial", "EVO0001", "--version", "23.2R1.15-EVO"]).await;
+    assert_completed(&lab, &run);
+    assert_facts(&lab, &run, "EVO0001", "23.2R1.15-EVO");
+    assert_eq!(run.record["boots"][0]["boot_file"], "tftp://10.77.0.5/ztp-junos-evo.py");
+    assert_eq!(
+        run.actions(1),
+        vec![JUNOS_PASSWORDS, "cli -c configure; delete chassis auto-image-upgrade; commit and-quit"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eos_upgrade_and_reboot_journey() {
+    if cannot_run() {
+        return;
+    }
+    let (lab, run) = journey(
+        "eos",
+        &[
+            "--mac",
+            "52:54:00:77:00:11",
+            "--serial",
+            "JPE0001",
+            "--version",
+            "4.29.2F",
+            "--next-version",
+            "4.30.1F",
+        ],
+    )
+    .await;
+    assert_completed(&lab, &run);
+    assert_eq!(run.address(), "10.77.1.11", "spine1's MAC reservation");
+    assert_eq!(run.boots(), 2, "{}", run.stdout);
+    // Boot 1: the image over HTTP, sha256 checked, "boot system", exit 0 without a
+    // startup-config; EOS reboots and ZTP runs the script again on 4.30.1F.
+    assert_eq!(
+        run.actions(1),
+        vec![
+            "FastCli -p 15 -c configure\\nboot system flash:EOS-4.30.1F.swi".to_string(),
+            format!("image: /mnt/flash/EOS-4.30.1F.swi sha256={}", sha256_hex(EOS_IMAGE)),
+        ]
+    );
+    assert_eq!(run.record["boots"][1]["version"], "4.30.1F");
+    assert_eq!(
+        run.actions(2),
+        vec![
+            "FastCli -p 15 -c configure\\nusername admin privilege 15 role network-admin secret sha512 <$6$ hash>\\n\
+             username aosadmin privilege 15 role network-admin secret sha512 <$6$ hash>\\n\
+             management api http-commands\\nno shutdown\\nend",
+            "FastCli -p 15 -c copy running-config startup-config",
+        ]
+    );
+    let log = lab.device_log("10.77.1.11");
+    assert!(log.iter().any(|l| l.contains("sha256 verified")), "{log:#?}");
+    assert!(log.iter().any(|l| l.contains("running 4.30.1F is accepted")), "{log:#?}");
+    assert_facts(&lab, &run, "JPE0001", "4.30.1F");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nxos_unknown_device_power_on_to_completed() {
+    if cannot_run() {
+        return;
+    }
+    let (lab, run) = journey("nxos", &["--serial", "SAL0001", "--version", "10.3(3)"]).await;
+    assert_completed(&lab, &run);
+    assert_facts(&lab, &run, "SAL0001", "10.3(3)");
+    let ip = run.address();
+    assert_eq!(
+        run.actions(1),
+        vec![
+            "cli terminal dont-ask ; copy http://10.77.0.5/ztp.json bootflash:poap_ztpc.json vrf management".to_string(),
+            "cli terminal dont-ask ; copy http://10.77.0.5/custom/scripts/custom.sh bootflash:poap_ztpc_custom vrf management".into(),
+            "cli terminal dont-ask ; copy bootflash:poap_ztpc.cfg scheduled-config".into(),
+            "scheduled-config: username admin password 5 <$5$ hash> role network-admin".into(),
+            "scheduled-config: username aosadmin password 5 <$5$ hash> role network-admin".into(),
+            "scheduled-config: feature nxapi".into(),
+            "scheduled-config: feature bash-shell".into(),
+            format!(
+                "cli terminal dont-ask ; copy http://10.77.0.5/api/ztp/create_agent?management_ip={ip}&username=aosadmin\
+                 &system_id=SAL0001&agent_type=onbox&install_requirements=true bootflash:poap_ztpc_agent.json vrf management"
+            ),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sonic_unknown_device_power_on_to_completed() {
+    if cannot_run() {
+        return;
+    }
+    let (lab, run) = journey("sonic", &["--serial", "SON0001"]).await;
+    assert_completed(&lab, &run);
+    assert_facts(&lab, &run, "SON0001", "202311.1");
+    assert_eq!(run.record["boots"][0]["boot_file"], "http://10.77.0.5/ztp-sonic.sh", "option 239");
+    assert_eq!(
+        run.actions(1),
+        vec![
+            "chpasswd -e root:<$6$ hash>",
+            "useradd -m -s /bin/bash -G sudo,docker,redis aosadmin",
+            "chpasswd -e aosadmin:<$6$ hash>",
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cumulus_unknown_device_power_on_to_completed() {
+    if cannot_run() {
+        return;
+    }
+    let (lab, run) = journey("cumulus", &["--serial", "CUM0001", "--version", "5.9.1"]).await;
+    assert_completed(&lab, &run);
+    assert_facts(&lab, &run, "CUM0001", "5.9.1");
+    assert_eq!(run.record["boots"][0]["boot_file"], "http://10.77.0.5/ztp-cumulus.sh", "option 239");
+    assert_eq!(
+        run.actions(1),
+        vec![
+            "chpasswd -e root:<$6$ hash>",
+            "nv set system aaa user aosadmin role system-admin",
+            "nv set system aaa user aosadmin hashed-password <$6$ hash>",
+            "nv config apply -y",
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junos_upgrade_reboot_journey() {
+    if cannot_run() {
+        return;
+    }
+    let (lab, run) =
+        journey("junos", &["--serial", "JN0009", "--version", "22.4R1.10", "--next-version", "23.2R1.14"])
+            .await;
+    assert_completed(&lab, &run);
+    assert_eq!(run.boots(), 2, "{}", run.stdout);
+    let add = "request system software add /var/tmp/junos-23.2R1.14.tgz no-validate force-host reboot";
+    assert_eq!(
+        run.actions(1),
+        vec![
+            format!("cli -c {add}"),
+            format!("image: /var/tmp/junos-23.2R1.14.tgz sha256={}", sha256_hex(JUNOS_IMAGE)),
+            format!("reboot: {add}"),
+        ]
+    );
+    assert_eq!(
+        run.actions(2),
+        vec![JUNOS_PASSWORDS, "cli -c configure; delete chassis auto-image-upgrade; commit and-quit"]
+    );
+    assert_facts(&lab, &run, "JN0009", "23.2R1.14");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_checksum_mismatch_fails_with_the_reason_in_the_log() {
+    if cannot_run() {
+        return;
+    }
+    // Cumulus' image is declared with a sha256 the served file does not have.
+    let (lab, run) =
+        journey("cumulus", &["--serial", "CUM0002", "--version", "5.8.0", "--next-version", "5.9.1"]).await;
+    assert!(!run.ok, "{}", run.stdout);
+    assert!(run.stdout.contains("FAILED"), "{}", run.stdout);
+    assert_eq!(run.boots(), 1);
+    assert_eq!(run.actions(1), Vec::<String>::new(), "nothing installed, no password set");
+    let st = lab.status(&run.address());
+    assert_eq!(st["status"], "failed", "{st}");
+    let log = lab.device_log(&run.address());
+    let want =
+        format!("sha256 mismatch for http://10.77.0.5/images/EOS-4.30.1F.swi: got {}", sha256_hex(EOS_IMAGE));
+    assert!(log.iter().any(|l| l.contains(&want) && l.contains(&"0".repeat(64))), "{log:#?}");
+    assert_eq!(
+        lab.mock.state.lock().unwrap().count("POST", "/api/system-agents"),
+        0,
+        "no agent for a failed device"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_down_then_back_completes_after_retries() {
+    if cannot_run() {
+        return;
+    }
+    let mut lab = lab().await;
+    {
+        let mut st = lab.mock.state.lock().unwrap();
+        for _ in 0..3 {
+            st.fail("login", lab::support::Fail::Status(503, "controller down for maintenance".into()));
+        }
+    }
+    let run = lab.emulate("10.77.1.1", &["--platform", "sonic", "--serial", "SON0002"]).await;
+    assert_completed(&lab, &run);
+    let st = lab.mock.state.lock().unwrap();
+    assert_eq!(st.count("POST", "/api/user/login"), 4, "three refused logins, then one that worked");
+    assert_eq!(st.count("POST", "/api/system-agents"), 1);
+    drop(st);
+    let log = lab.device_log(&run.address());
+    let retries = log.iter().filter(|l| l.contains("failed") && l.contains("retrying in")).count();
+    assert_eq!(retries, 3, "{log:#?}");
+    assert!(log.iter().any(|l| l.contains("Device Ready")), "{log:#?}");
+    assert!(!log.iter().any(|l| l.contains(support_pw())), "{log:#?}");
+}
+
+fn support_pw() -> &'static str {
+    lab::support::CONTROLLER_PW
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_at_another_devices_location_gets_that_locations_identity() {
+    if cannot_run() {
+        return;
+    }
+    let mut lab = lab().await;
+    // A Junos box nobody declared (serial, MAC) cabled to edge1's relay port.
+    let at_edge1 =
+        ["--platform", "junos", "--serial", "JNX999", "--remote-id", "mgmt-sw1", "--circuit-id", "ge-0/0/7"];
+    let run = lab.emulate("10.77.1.1", &at_edge1).await;
+    assert_completed(&lab, &run);
+    assert_eq!(run.address(), "10.77.1.31", "edge1's address");
+    assert_eq!(run.record["boots"][0]["hostname"], "edge1");
+    assert_eq!(run.record["boots"][0]["boot_file"], "tftp://10.77.0.5/devices/edge1.sh");
+    assert_eq!(lab.status("10.77.1.31")["status"], "completed");
+    // The same box on another port of that relay is nobody: a pool address and the
+    // platform script; never edge1's identity nor a MAC reservation's address.
+    let elsewhere =
+        ["--platform", "junos", "--serial", "JNX999", "--remote-id", "mgmt-sw1", "--circuit-id", "ge-0/0/8"];
+    let run2 = lab.emulate("10.77.1.1", &elsewhere).await;
+    assert_completed(&lab, &run2);
+    let ip: std::net::Ipv4Addr = run2.address().parse().unwrap();
+    assert!((100..=199).contains(&ip.octets()[3]) && ip.octets()[2] == 1, "pool address, got {ip}");
+    assert_eq!(run2.record["boots"][0]["boot_file"], "tftp://10.77.0.5/ztp-junos.sh");
+    for reserved in ["10.77.1.11", "10.77.1.21", "10.77.1.31"] {
+        assert_ne!(run2.address(), reserved);
+    }
+}

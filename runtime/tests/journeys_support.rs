@@ -286,6 +286,9 @@ impl Lab {
         let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         eprintln!("--- ztp-emulate {}\n{stdout}{}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        // Gone with its relay address, so the next device can use the same giaddr.
+        del_ns(&ns);
+        self.devices.retain(|d| *d != ns);
         let record = std::fs::read_to_string(&record)
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())

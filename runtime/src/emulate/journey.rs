@@ -75,7 +75,8 @@ impl Journey {
                     tmp.path().to_path_buf()
                 }
                 Err(e) => {
-                    return self.finish(Outcome::Failed(format!("cannot create a work directory: {e}")), None);
+                    return self
+                        .finish(Outcome::Failed(format!("cannot create a work directory: {e}")), None);
                 }
             },
         };

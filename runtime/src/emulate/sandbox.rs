@@ -51,6 +51,14 @@ fn seed(dir: &Path, d: &Device) -> Result<(), String> {
         std::fs::write(s.join("etc/lsb-release"), lsb).map_err(|e| e.to_string())?;
     }
     if d.platform == Platform::Sonic {
+        // SONiC images have the docker and redis groups its users join.
+        let mut group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+        for (g, gid) in [("docker", 999), ("redis", 998)] {
+            if !group.lines().any(|l| l.starts_with(&format!("{g}:"))) {
+                group.push_str(&format!("{g}:x:{gid}:\n"));
+            }
+        }
+        std::fs::write(s.join("etc/group"), group).map_err(|e| e.to_string())?;
         let v = format!("build_version: '{}'\n", d.version.trim_start_matches("SONiC."));
         std::fs::write(s.join("etc/sonic/sonic_version.yml"), v).map_err(|e| e.to_string())?;
     }

@@ -24,7 +24,7 @@ class cmd_exec_error(Exception):
 
 
 def _rec(text):
-    text = re.sub(r"\$([0-9])\$[^\" ;\n]+", r"<$\1$ hash>", text).replace("\n", "\\n")
+    text = re.sub(r"\$([0-9])\$[./A-Za-z0-9$]+", r"<$\1$ hash>", text).replace("\n", "\\n")
     with open(os.path.join(Z, "commands.log"), "a") as f:
         f.write(text + "\n")
 

@@ -4,10 +4,10 @@
 Z=/run/ztp-emulate
 . "$Z/facts.env"
 rec() {
-    local s="$*"
-    s=${s//$'\n'/\\n}
+    local s
     # Password hashes never reach the record.
-    s=$(printf '%s' "$s" | sed -E 's/[$]([0-9])[$][^" ;]+/<$\1$ hash>/g')
+    s=$(printf '%s' "$*" | sed -E 's/[$]([0-9])[$][./A-Za-z0-9$]+/<$\1$ hash>/g')
+    s=${s//$'\n'/\\n}
     printf '%s\n' "$s" >> "$Z/commands.log"
 }
 # The whole ZTP run dies with the box: kill the script's process group.
