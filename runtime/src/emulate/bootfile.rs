@@ -215,3 +215,75 @@ pub fn check(p: Platform, script: &[u8]) -> Result<String, String> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dhcproto::v4::{Message, UnknownOption};
+
+    fn lease(opts: Vec<DhcpOption>) -> Lease {
+        let mut ack = Message::default();
+        for o in opts {
+            ack.opts_mut().insert(o);
+        }
+        Lease { address: Ipv4Addr::new(10, 0, 0, 9), prefix: 24, ack }
+    }
+
+    fn golden(path: &str) -> Vec<u8> {
+        std::fs::read(format!("{}/../golden/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    #[test]
+    fn junos_builds_its_url_from_option_43_and_150() {
+        let mut subs = vec![1, 12];
+        subs.extend_from_slice(b"ztp-junos.sh");
+        let l = lease(vec![
+            DhcpOption::VendorExtensions(subs.clone()),
+            DhcpOption::TFTPServerAddress(Ipv4Addr::new(10, 0, 0, 5)),
+        ]);
+        assert_eq!(url(Platform::Junos, &l).unwrap(), "tftp://10.0.0.5/ztp-junos.sh");
+        subs.extend_from_slice(&[3, 4, b'h', b't', b't', b'p', 5, 4, b'8', b'0', b'8', b'0']);
+        let l =
+            lease(vec![DhcpOption::VendorExtensions(subs), DhcpOption::TFTPServerName(b"10.0.0.5".to_vec())]);
+        assert_eq!(url(Platform::Junos, &l).unwrap(), "http://10.0.0.5:8080/ztp-junos.sh");
+        assert!(url(Platform::Junos, &lease(vec![])).unwrap_err().contains("sub-option 1"));
+    }
+
+    #[test]
+    fn eos_nxos_sonic_and_cumulus_read_their_options() {
+        let l = lease(vec![
+            DhcpOption::BootfileName(b"devices/spine1.sh".to_vec()),
+            DhcpOption::TFTPServerName(b"10.0.0.5".to_vec()),
+        ]);
+        assert_eq!(url(Platform::Eos, &l).unwrap(), "tftp://10.0.0.5/devices/spine1.sh");
+        assert_eq!(url(Platform::Nxos, &l).unwrap(), "tftp://10.0.0.5/devices/spine1.sh");
+        let u = "http://10.0.0.5/ztp-sonic.sh";
+        let l = lease(vec![DhcpOption::Unknown(UnknownOption::new(OptionCode::Unknown(239), u.into()))]);
+        assert_eq!(url(Platform::Sonic, &l).unwrap(), u);
+        assert_eq!(url(Platform::Cumulus, &l).unwrap(), u);
+        assert!(url(Platform::Eos, &l).is_err(), "EOS does not read 239");
+    }
+
+    #[test]
+    fn the_nos_checks_accept_the_golden_scripts_and_refuse_broken_ones() {
+        let nxos = golden("dc1/tftp/ztp-nxos.py");
+        assert!(check(Platform::Nxos, &nxos).unwrap().contains("verified"));
+        let mut tampered = nxos.clone();
+        tampered.extend_from_slice(b"# one more line\n");
+        assert!(check(Platform::Nxos, &tampered).unwrap_err().contains("POAP refuses"));
+        // The script's own .md5 file agrees with POAP's rule.
+        let md5 = String::from_utf8(golden("dc1/tftp/ztp-nxos.py.md5")).unwrap();
+        assert!(md5.contains(&poap_md5(&nxos)), "{md5}");
+
+        let cumulus = golden("dc1/tftp/ztp-cumulus.sh");
+        assert!(check(Platform::Cumulus, &cumulus).is_ok());
+        assert!(check(Platform::Cumulus, b"#!/bin/bash\nexit 0\n").is_err());
+        assert!(check(Platform::Junos, &golden("dc1/tftp/ztp-junos.sh")).is_ok());
+        assert!(check(Platform::JunosEvo, &golden("dc1/tftp/ztp-junos-evo.py")).is_ok());
+        assert!(
+            check(Platform::JunosEvo, b"#!/usr/bin/python\nprint(1)\n").unwrap_err().contains("Python 2")
+        );
+        assert!(check(Platform::Junos, b"system { host-name x; }\n").is_err());
+        assert!(check(Platform::Sonic, b"#!/bin/bash\r\nexit 0\r\n").unwrap_err().contains("CRLF"));
+    }
+}
