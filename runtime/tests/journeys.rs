@@ -11,6 +11,10 @@ use lab::{Lab, cannot_run, sha256_hex};
 
 pub const JUNOS_IMAGE: &[u8] = b"junos image 23.2R1.14 for the journey tests\n";
 pub const EOS_IMAGE: &[u8] = b"EOS-4.30.1F.swi for the journey tests\n";
+pub const EVO_IMAGE: &[u8] = b"junos-evo 23.2R1.15-EVO for the journey tests\n";
+pub const NXOS_IMAGE: &[u8] = b"nxos64-cs.10.3.3.F.bin for the journey tests\n";
+pub const SONIC_IMAGE: &[u8] = b"sonic 202311.1 for the journey tests\n";
+pub const CUMULUS_IMAGE: &[u8] = b"cumulus-linux 5.9.1 for the journey tests\n";
 const CUSTOM: &[u8] = b"#!/bin/sh\n# custom config run by every journey\necho custom-config ran\n";
 
 /// The journey fabric: one relay subnet; a known device per platform (by serial,
@@ -18,6 +22,8 @@ const CUSTOM: &[u8] = b"#!/bin/sh\n# custom config run by every journey\necho cu
 fn fabric(controller: &str) -> String {
     let junos_sha = sha256_hex(JUNOS_IMAGE);
     let eos_sha = sha256_hex(EOS_IMAGE);
+    let (evo_sha, nxos_sha) = (sha256_hex(EVO_IMAGE), sha256_hex(NXOS_IMAGE));
+    let (sonic_sha, cumulus_sha) = (sha256_hex(SONIC_IMAGE), sha256_hex(CUMULUS_IMAGE));
     format!(
         r#"fabric "journeys" {{
     ztp-server "10.77.0.5"
@@ -46,17 +52,28 @@ fn fabric(controller: &str) -> String {
         versions "23.2R1.14"
         image "images/junos-23.2R1.14.tgz" sha256="{junos_sha}"
     }}
-    platform "junos-evo" {{ versions "23.2R1.15-EVO"; }}
+    platform "junos-evo" {{
+        versions "23.2R1.15-EVO"
+        image "images/junos-evo-23.2R1.15.iso" sha256="{evo_sha}"
+    }}
     platform "eos" {{
         versions "4.30.1F"
         image "images/EOS-4.30.1F.swi" sha256="{eos_sha}"
     }}
-    platform "nxos" {{ versions "10.3(3)"; }}
-    platform "sonic" {{ versions "SONiC.202311.1"; }}
+    platform "nxos" {{
+        versions "10.3(3)"
+        image "images/nxos64-cs.10.3.3.F.bin" sha256="{nxos_sha}"
+    }}
+    platform "sonic" {{
+        versions "SONiC.202311.1"
+        image "images/sonic-202311.1.bin" sha256="{sonic_sha}"
+    }}
     platform "cumulus" {{
         versions "5.9.1"
         image "http://10.77.0.5/images/EOS-4.30.1F.swi" sha256="{}"
     }}
+    // The model's image wins over the platform's (whose sha256 is wrong on purpose).
+    model "MSN2410" {{ image "images/cumulus-linux-5.9.1.bin" sha256="{cumulus_sha}"; }}
     device "leaf1" platform="junos" {{
         serial "JN0001"
         address "10.77.1.21"
@@ -65,6 +82,23 @@ fn fabric(controller: &str) -> String {
     device "spine1" platform="eos" {{
         mac "52:54:00:77:00:11"
         address "10.77.1.11"
+    }}
+    device "sonic1" platform="sonic" {{
+        serial "SONDEV1"
+        address "10.77.1.41"
+        model "S5248F-ON"
+    }}
+    device "cum1" platform="cumulus" {{
+        mac "52:54:00:77:00:51"
+        address "10.77.1.51"
+        versions "5.4.0"
+    }}
+    device "nx1" platform="nxos" {{
+        serial "SALDEV1"
+    }}
+    device "evo1" platform="junos-evo" {{
+        address "10.77.1.61"
+        location remote-id="mgmt-sw2" circuit-id="et-0/0/1"
     }}
     device "edge1" platform="junos" {{
         address "10.77.1.31"
@@ -82,6 +116,10 @@ async fn lab() -> Lab {
         &[
             ("images/junos-23.2R1.14.tgz", JUNOS_IMAGE),
             ("images/EOS-4.30.1F.swi", EOS_IMAGE),
+            ("images/junos-evo-23.2R1.15.iso", EVO_IMAGE),
+            ("images/nxos64-cs.10.3.3.F.bin", NXOS_IMAGE),
+            ("images/sonic-202311.1.bin", SONIC_IMAGE),
+            ("images/cumulus-linux-5.9.1.bin", CUMULUS_IMAGE),
             ("scripts/custom.sh", CUSTOM),
         ],
     )
@@ -388,4 +426,153 @@ async fn a_device_at_another_devices_location_gets_that_locations_identity() {
     for reserved in ["10.77.1.11", "10.77.1.21", "10.77.1.31"] {
         assert_ne!(run2.address(), reserved);
     }
+}
+
+fn nxos_user_config(ip: &str, serial: &str) -> Vec<String> {
+    vec![
+        "cli terminal dont-ask ; copy http://10.77.0.5/custom/scripts/custom.sh bootflash:poap_ztpc_custom vrf management".into(),
+        "cli terminal dont-ask ; copy bootflash:poap_ztpc.cfg scheduled-config".into(),
+        "scheduled-config: username admin password 5 <$5$ hash> role network-admin".into(),
+        "scheduled-config: username aosadmin password 5 <$5$ hash> role network-admin".into(),
+        "scheduled-config: feature nxapi".into(),
+        "scheduled-config: feature bash-shell".into(),
+        format!(
+            "cli terminal dont-ask ; copy http://10.77.0.5/api/ztp/create_agent?management_ip={ip}&username=aosadmin\
+             &system_id={serial}&agent_type=onbox&install_requirements=true bootflash:poap_ztpc_agent.json vrf management"
+        ),
+    ]
+}
+
+const SONIC_USERS: [&str; 3] = [
+    "chpasswd -e root:<$6$ hash>",
+    "useradd -m -s /bin/bash -G sudo,docker,redis aosadmin",
+    "chpasswd -e aosadmin:<$6$ hash>",
+];
+const CUMULUS_USERS: [&str; 4] = [
+    "chpasswd -e root:<$6$ hash>",
+    "nv set system aaa user aosadmin role system-admin",
+    "nv set system aaa user aosadmin hashed-password <$6$ hash>",
+    "nv config apply -y",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_journeys_of_evo_nxos_sonic_and_cumulus() {
+    if cannot_run() {
+        return;
+    }
+    let mut lab = lab().await;
+
+    let evo = ["--platform", "junos-evo", "--serial", "EVO0009", "--version", "22.4R3.25-EVO"];
+    let run = lab.emulate("10.77.1.1", &[&evo[..], &["--next-version", "23.2R1.15-EVO"]].concat()).await;
+    assert_completed(&lab, &run);
+    let add = "request system software add /var/tmp/junos-evo-23.2R1.15.iso reboot";
+    assert_eq!(
+        run.actions(1),
+        vec![
+            format!("cli -c {add}"),
+            format!("image: /var/tmp/junos-evo-23.2R1.15.iso sha256={}", sha256_hex(EVO_IMAGE)),
+            format!("reboot: {add}"),
+        ]
+    );
+    assert_eq!(
+        run.actions(2),
+        vec![JUNOS_PASSWORDS, "cli -c configure; delete chassis auto-image-upgrade; commit and-quit"]
+    );
+
+    // NX-OS stages the image and the config in one run; POAP's reload boots both.
+    let nxos =
+        ["--platform", "nxos", "--serial", "SAL0009", "--version", "10.2(5)", "--next-version", "10.3(3)"];
+    let run = lab.emulate("10.77.1.1", &nxos).await;
+    assert_completed(&lab, &run);
+    assert_eq!(run.boots(), 1, "POAP does not run again after its reload");
+    assert!(run.stdout.contains("POAP reloads into 10.3(3)"), "{}", run.stdout);
+    let mut want = vec![
+        "cli terminal dont-ask ; copy http://10.77.0.5/ztp.json bootflash:poap_ztpc.json vrf management".to_string(),
+        "cli terminal dont-ask ; copy http://10.77.0.5/images/nxos64-cs.10.3.3.F.bin bootflash:nxos64-cs.10.3.3.F.bin vrf management".into(),
+        "cli configure terminal ; boot nxos bootflash:nxos64-cs.10.3.3.F.bin".into(),
+        format!("image: /bootflash/nxos64-cs.10.3.3.F.bin sha256={}", sha256_hex(NXOS_IMAGE)),
+        "cli copy running-config startup-config".into(),
+    ];
+    want.extend(nxos_user_config(&run.address(), "SAL0009"));
+    assert_eq!(run.actions(1), want);
+
+    let sonic = ["--platform", "sonic", "--serial", "SON0009", "--version", "SONiC.202205.1"];
+    let run = lab.emulate("10.77.1.1", &[&sonic[..], &["--next-version", "SONiC.202311.1"]].concat()).await;
+    assert_completed(&lab, &run);
+    assert_eq!(
+        run.actions(1),
+        vec![
+            "sonic-installer install -y /host/ztpc-sonic-202311.1.bin".to_string(),
+            format!("image: /host/ztpc-sonic-202311.1.bin sha256={}", sha256_hex(SONIC_IMAGE)),
+            "reboot: reboot".into(),
+        ]
+    );
+    assert_eq!(run.actions(2), SONIC_USERS);
+
+    // The model section's image (right sha256) wins over the platform's (wrong one).
+    let cumulus =
+        ["--platform", "cumulus", "--serial", "CUM0009", "--model", "MSN2410", "--version", "5.4.0"];
+    let run = lab.emulate("10.77.1.1", &[&cumulus[..], &["--next-version", "5.9.1"]].concat()).await;
+    assert_completed(&lab, &run);
+    assert_eq!(
+        run.actions(1),
+        vec![
+            "onie-install -fa -i /var/tmp/ztpc-cumulus-linux-5.9.1.bin".to_string(),
+            format!("image: /var/tmp/ztpc-cumulus-linux-5.9.1.bin sha256={}", sha256_hex(CUMULUS_IMAGE)),
+            "reboot: reboot".into(),
+        ]
+    );
+    assert_eq!(run.actions(2), CUMULUS_USERS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn known_devices_run_their_own_scripts() {
+    if cannot_run() {
+        return;
+    }
+    let mut lab = lab().await;
+    let run = lab.emulate("10.77.1.1", &["--platform", "sonic", "--serial", "SONDEV1"]).await;
+    assert_completed(&lab, &run);
+    assert_eq!(
+        (run.address().as_str(), &run.record["boots"][0]["boot_file"]),
+        ("10.77.1.41", &"http://10.77.0.5/devices/sonic1.sh".into())
+    );
+    assert_eq!(run.actions(1), SONIC_USERS);
+
+    // cum1 accepts 5.4.0 (its own versions), so no upgrade.
+    let run = lab
+        .emulate("10.77.1.1", &["--platform", "cumulus", "--mac", "52:54:00:77:00:51", "--version", "5.4.0"])
+        .await;
+    assert_completed(&lab, &run);
+    assert_eq!(
+        (run.address().as_str(), &run.record["boots"][0]["boot_file"]),
+        ("10.77.1.51", &"http://10.77.0.5/devices/cum1.sh".into())
+    );
+    assert_eq!(run.actions(1), CUMULUS_USERS);
+
+    let run = lab.emulate("10.77.1.1", &["--platform", "nxos", "--serial", "SALDEV1"]).await;
+    assert_completed(&lab, &run);
+    assert_eq!(run.record["boots"][0]["boot_file"], "tftp://10.77.0.5/devices/nx1.py");
+    assert_eq!(run.actions(1), nxos_user_config(&run.address(), "SALDEV1"));
+
+    let evo = [
+        "--platform",
+        "junos-evo",
+        "--serial",
+        "EVOX1",
+        "--remote-id",
+        "mgmt-sw2",
+        "--circuit-id",
+        "et-0/0/1",
+    ];
+    let run = lab.emulate("10.77.1.1", &evo).await;
+    assert_completed(&lab, &run);
+    assert_eq!(
+        (run.address().as_str(), &run.record["boots"][0]["boot_file"]),
+        ("10.77.1.61", &"tftp://10.77.0.5/devices/evo1.py".into())
+    );
+    assert_eq!(
+        run.actions(1),
+        vec![JUNOS_PASSWORDS, "cli -c configure; delete chassis auto-image-upgrade; commit and-quit"]
+    );
 }

@@ -293,6 +293,12 @@ impl Lab {
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or(Value::Null);
+        assert!(
+            record.is_object(),
+            "ztp-emulate wrote no --record (lab directory still there: {}):\n{stdout}\n{}",
+            self.tmp.path().exists(),
+            String::from_utf8_lossy(&out.stderr)
+        );
         Run { ok: out.status.success(), stdout, record }
     }
 }
