@@ -549,6 +549,13 @@ async fn known_devices_run_their_own_scripts() {
         ("10.77.1.51", &"http://10.77.0.5/devices/cum1.sh".into())
     );
     assert_eq!(run.actions(1), CUMULUS_USERS);
+    // The script read the MAC from eth0, which the emulator gave the switch's MAC.
+    assert_facts(&lab, &run, "EMU770051", "5.4.0");
+    let log = lab.device_log("10.77.1.51");
+    assert!(
+        log.iter().any(|l| l.contains("Gathering facts") && l.contains("mac 52:54:00:77:00:51")),
+        "{log:#?}"
+    );
 
     let run = lab.emulate("10.77.1.1", &["--platform", "nxos", "--serial", "SALDEV1"]).await;
     assert_completed(&lab, &run);

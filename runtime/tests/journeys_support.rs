@@ -299,6 +299,12 @@ impl Lab {
             self.tmp.path().exists(),
             String::from_utf8_lossy(&out.stderr)
         );
+        // Every command a script called was stubbed or exists: none went missing.
+        for boot in record["boots"].as_array().into_iter().flatten() {
+            let output = boot["output"].as_str().unwrap_or_default();
+            assert!(!output.contains("command not found"), "a script called a missing command:\n{output}");
+            eprintln!("--- script output (boot {}):\n{output}", boot["boot"]);
+        }
         Run { ok: out.status.success(), stdout, record }
     }
 }

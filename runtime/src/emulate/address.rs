@@ -51,3 +51,14 @@ pub fn take(
         via.map(|v| format!(" via {v}")).unwrap_or_default()
     ))
 }
+
+/// Give `dev` the switch's MAC (the management port's own), unless it has it already:
+/// Linux NOS scripts read it from /sys/class/net/eth0/address.
+pub fn set_mac(dev: &str, mac: &str) -> Result<bool, String> {
+    let now = std::fs::read_to_string(format!("/sys/class/net/{dev}/address")).unwrap_or_default();
+    if now.trim().eq_ignore_ascii_case(mac) {
+        return Ok(false);
+    }
+    ip(&["link", "set", "dev", dev, "address", mac])?;
+    Ok(true)
+}

@@ -105,6 +105,13 @@ impl Journey {
                 mac_text(&d.mac),
                 d.version
             ));
+            let (dev, via) = match &self.opts.interface {
+                Some(i) => (i.clone(), address::route_to(self.opts.server).ok().and_then(|r| r.1)),
+                None => address::route_to(self.opts.server)?,
+            };
+            if boot == 1 && address::set_mac(&dev, &mac_text(&d.mac))? {
+                self.say(format!("management port {dev} takes the switch's MAC {}", mac_text(&d.mac)));
+            }
             let mut lines = Vec::new();
             let lease = dhcp::exchange(&d, &self.opts.relay, self.opts.server, |l| lines.push(l));
             for l in lines {
@@ -112,10 +119,6 @@ impl Journey {
             }
             let lease = lease?;
             *leased = Some(lease.address);
-            let (dev, via) = match &self.opts.interface {
-                Some(i) => (i.clone(), address::route_to(self.opts.server).ok().and_then(|r| r.1)),
-                None => address::route_to(self.opts.server)?,
-            };
             let took = address::take(lease.address, lease.prefix, self.opts.server, &dev, via.as_deref())?;
             self.say(format!("address taken: {took}"));
             let url = bootfile::url(d.platform, &lease)?;
@@ -141,6 +144,7 @@ impl Journey {
             self.boots.push(json!({
                 "boot": boot, "version": d.version, "address": lease.address.to_string(),
                 "hostname": hostname, "boot_file": url, "commands": rec.commands, "ended": ended_text,
+                "output": out,
             }));
             self.say(&ended_text);
             if let Ended::Exited(c) = ended
