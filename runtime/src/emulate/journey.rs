@@ -237,6 +237,7 @@ impl Journey {
                 "address": ip.map(|i| i.to_string()),
                 "boots": self.boots,
                 "completed": outcome == Outcome::Completed,
+                "seconds": self.started.elapsed().as_secs_f64(),
                 "reason": match &outcome { Outcome::Failed(w) => Value::from(w.as_str()), _ => Value::Null },
             });
             if let Err(e) = std::fs::write(path, serde_json::to_vec_pretty(&doc).unwrap_or_default()) {
