@@ -15,7 +15,10 @@ pub const EVO_IMAGE: &[u8] = b"junos-evo 23.2R1.15-EVO for the journey tests\n";
 pub const NXOS_IMAGE: &[u8] = b"nxos64-cs.10.3.3.F.bin for the journey tests\n";
 pub const SONIC_IMAGE: &[u8] = b"sonic 202311.1 for the journey tests\n";
 pub const CUMULUS_IMAGE: &[u8] = b"cumulus-linux 5.9.1 for the journey tests\n";
-const CUSTOM: &[u8] = b"#!/bin/sh\n# custom config run by every journey\necho custom-config ran\n";
+/// Run by every journey, as root in the emulator's sandbox: its writes must stay there.
+const CUSTOM: &[u8] = b"#!/bin/sh\n# custom config run by every journey\necho custom-config ran\n\
+echo canary > /etc/ztp-journey-canary || exit 1\n\
+if echo 1 > /proc/sys/net/ipv4/ip_forward 2>/dev/null; then echo /proc/sys is writable; exit 1; fi\n";
 
 /// The journey fabric: one relay subnet; a known device per platform (by serial,
 /// location or MAC) and platform defaults for unknown ones.
@@ -166,6 +169,8 @@ async fn junos_known_dual_re_device_power_on_to_completed() {
         assert!(log.iter().any(|l| l.contains(want)), "{want} not in {log:#?}");
     }
     assert!(!log.iter().any(|l| l.contains(lab::DEVICE_PW) || l.contains(lab::ROOT_PW)), "{log:#?}");
+    // The custom config wrote /etc in the sandbox's overlay, not on this machine.
+    assert!(!std::path::Path::new("/etc/ztp-journey-canary").exists());
 }
 
 async fn journey(platform: &str, args: &[&str]) -> (Lab, lab::Run) {

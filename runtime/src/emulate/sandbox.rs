@@ -3,7 +3,8 @@
 //! layer is a tmpfs (so the script may write /etc, /host, /mnt/flash, /bootflash ... and
 //! every write vanishes with the run), with the device directory (stubs, facts, the
 //! record) bound at /run/ztp-emulate. Network namespace, /dev, /proc and /sys are the
-//! caller's. Needs root (CAP_SYS_ADMIN) and util-linux `unshare`, `mount`, `chroot`.
+//! caller's, with /sys, /proc/sys and /proc/sysrq-trigger read only. Needs root
+//! (CAP_SYS_ADMIN) and util-linux `unshare`, `mount`, `chroot`.
 //!
 //! A reboot stub kills the script's process group, as the box going down would.
 
@@ -24,6 +25,12 @@ mkdir -p "$S/up" "$S/work" "$S/root"
 cp -a "$D/seed/." "$S/up/"
 mount -t overlay ztp-emulate -o "lowerdir=/,upperdir=$S/up,workdir=$S/work" "$S/root"
 for d in dev proc sys; do mount --rbind "/$d" "$S/root/$d"; done
+# What a script could change outside its overlay through /proc and /sys: read only.
+for p in sys proc/sys proc/sysrq-trigger; do
+    [ -e "$S/root/$p" ] || continue
+    mount --bind "$S/root/$p" "$S/root/$p"
+    mount -o remount,bind,ro "$S/root/$p"
+done
 mkdir -p "$S/root/run/ztp-emulate"
 mount --bind "$D" "$S/root/run/ztp-emulate"
 exec chroot "$S/root" /usr/bin/env -i "$@"
