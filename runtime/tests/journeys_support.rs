@@ -103,6 +103,8 @@ pub struct Lab {
     pub mock: Mock,
     runtime: Option<Killed>,
     devices: Vec<String>,
+    /// The controller URL the fabric names.
+    pub controller: String,
 }
 
 impl Drop for Lab {
@@ -161,6 +163,16 @@ impl Lab {
     /// Namespaces, the fake controller, a fabric from `fabric(controller_url)` with the
     /// given extra files, and the runtime serving it.
     pub async fn start(fabric: impl FnOnce(&str) -> String, files: &[(&str, &[u8])]) -> Lab {
+        Lab::start_with(fabric, files, false).await
+    }
+
+    /// `controller_down`: the fabric names a port where no controller listens yet
+    /// ([`Lab::controller_up`] starts one there); `mock` is then an idle stand-in.
+    pub async fn start_with(
+        fabric: impl FnOnce(&str) -> String,
+        files: &[(&str, &[u8])],
+        controller_down: bool,
+    ) -> Lab {
         let srv = unique();
         add_ns(&srv);
         sh(&format!(
@@ -180,8 +192,17 @@ impl Lab {
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, bytes).unwrap();
         }
-        std::fs::write(fabric_dir.join("fabric.kdl"), fabric(&mock.url)).unwrap();
-        let mut lab = Lab { srv, tmp, fabric_dir, mock, runtime: None, devices: Vec::new() };
+        let url = if controller_down {
+            // A port that was free a moment ago; nothing listens on it until controller_up.
+            let port = in_ns(&srv, || {
+                std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+            });
+            format!("http://127.0.0.1:{port}")
+        } else {
+            mock.url.clone()
+        };
+        std::fs::write(fabric_dir.join("fabric.kdl"), fabric(&url)).unwrap();
+        let mut lab = Lab { srv, tmp, fabric_dir, mock, runtime: None, devices: Vec::new(), controller: url };
         lab.start_runtime();
         lab
     }
@@ -225,6 +246,21 @@ impl Lab {
             assert!(t.elapsed() < Duration::from_secs(30), "runtime not healthy: {}", self.runtime_log());
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Start a controller at the fabric's controller URL after `delay` (on a thread, so
+    /// that a device can be mid-journey meanwhile). The mock comes back on `tx`.
+    pub fn controller_up(&self, delay: Duration) -> std::sync::mpsc::Receiver<Mock> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (srv, url, rt) = (self.srv.clone(), self.controller.clone(), tokio::runtime::Handle::current());
+        std::thread::spawn(move || {
+            std::thread::sleep(delay);
+            let addr = url.trim_start_matches("http://").to_string();
+            let listener = in_ns(&srv, move || std::net::TcpListener::bind(addr).unwrap());
+            let _enter = rt.enter();
+            let _ = tx.send(start_mock_on(listener, None));
+        });
+        rx
     }
 
     pub fn runtime_log(&self) -> String {
