@@ -53,7 +53,8 @@ struct Cli {
     /// The running release (default: a current release of the NOS).
     #[arg(long, value_name = "V")]
     version: Option<String>,
-    /// The release an image installed by the script boots into.
+    /// The release an image installed by the script boots into (default: the release
+    /// from ztp.json's `<nos>-versions` that the image's file name contains).
     #[arg(long, value_name = "V")]
     next_version: Option<String>,
     /// Option 82 remote-id the relay adds (with --circuit-id).

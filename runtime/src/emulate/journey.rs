@@ -166,9 +166,17 @@ impl Journey {
     /// What the NOS does after the script: (what happened, Some(version) to boot again).
     fn next_step(&self, d: &Device, ended: &Ended, rec: &Record) -> Result<(String, Option<String>), String> {
         let new_version = || -> Result<String, String> {
-            let image = rec.image().map(|(f, s)| format!("{f} (sha256 {s})")).unwrap_or("no image".into());
-            self.opts.next_version.clone().ok_or_else(|| {
-                format!("the script installed {image}; pass --next-version to say which release it boots")
+            if let Some(v) = &self.opts.next_version {
+                return Ok(v.clone());
+            }
+            let file = rec.image().map(|(f, _)| f.to_string()).unwrap_or_default();
+            let ztp_json =
+                status::get(self.api(), "/ztp.json").ok().filter(|(c, _)| *c == 200).map(|(_, b)| b);
+            infer_version(d.platform, &file, ztp_json.as_deref().unwrap_or("")).ok_or_else(|| {
+                format!(
+                    "the script installed {}; no release in ztp.json matches its name: pass --next-version",
+                    if file.is_empty() { "an image" } else { &file }
+                )
             })
         };
         Ok(match ended {
@@ -245,5 +253,57 @@ impl Journey {
             }
         }
         outcome
+    }
+}
+
+/// The release an image boots, when the user did not say: the accepted version (any
+/// `<nos>-versions` list in ztp.json) whose letters and digits appear in the image's
+/// file name (`EOS-4.30.1F.swi` -> 4.30.1F, `nxos64-cs.10.3.3.F.bin` -> 10.3(3)); the
+/// longest match wins, as "5.9.1" must beat "5.9".
+pub fn infer_version(p: Platform, image: &str, ztp_json: &str) -> Option<String> {
+    let doc: Value = serde_json::from_str(ztp_json).ok()?;
+    let key = format!("{}-versions", p.ztp_json_prefix());
+    let norm = |s: &str| s.chars().filter(char::is_ascii_alphanumeric).collect::<String>().to_lowercase();
+    let name = norm(image.rsplit('/').next().unwrap_or(image));
+    let mut best: Option<(usize, String)> = None;
+    for section in doc.as_object()?.values() {
+        let versions = match &section[&key] {
+            Value::Array(a) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+            Value::String(v) => vec![v.clone()],
+            _ => Vec::new(),
+        };
+        for v in versions {
+            // SONiC's "SONiC." prefix and EVO's "-EVO" suffix are not in image names.
+            let core = norm(&v).trim_start_matches("sonic").trim_end_matches("evo").to_string();
+            if !core.is_empty() && name.contains(&core) && best.as_ref().is_none_or(|(n, _)| core.len() > *n)
+            {
+                best = Some((core.len(), v));
+            }
+        }
+    }
+    best.map(|(_, v)| v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_release_of_an_image_is_read_from_ztp_json() {
+        let doc = r#"{"defaults": {}, "eos": {"eos-versions": ["4.29.2F", "4.30.1F"]},
+            "nxos": {"nxos-versions": ["10.3(3)"]}, "sonic": {"sonic-versions": ["SONiC.202311.1"]},
+            "junos-evo": {"junos-evo-versions": ["23.2R1.15-EVO"]},
+            "cumulus": {"cumulus-versions": ["5.9", "5.9.1"]}}"#;
+        let f = |p, i| infer_version(p, i, doc);
+        assert_eq!(f(Platform::Eos, "/mnt/flash/EOS-4.30.1F.swi").as_deref(), Some("4.30.1F"));
+        assert_eq!(f(Platform::Nxos, "/bootflash/nxos64-cs.10.3.3.F.bin").as_deref(), Some("10.3(3)"));
+        assert_eq!(f(Platform::Sonic, "/host/ztpc-sonic-202311.1.bin").as_deref(), Some("SONiC.202311.1"));
+        assert_eq!(
+            f(Platform::JunosEvo, "/var/tmp/junos-evo-23.2R1.15.iso").as_deref(),
+            Some("23.2R1.15-EVO")
+        );
+        assert_eq!(f(Platform::Cumulus, "/var/tmp/cumulus-linux-5.9.1.bin").as_deref(), Some("5.9.1"));
+        assert_eq!(f(Platform::Eos, "/mnt/flash/EOS-4.31.0F.swi"), None, "no listed release in the name");
+        assert_eq!(infer_version(Platform::Eos, "EOS-4.30.1F.swi", "not json"), None);
     }
 }
