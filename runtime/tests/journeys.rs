@@ -7,7 +7,9 @@
 #[path = "journeys_support.rs"]
 mod lab;
 
-use lab::{Lab, cannot_run, sha256_hex};
+use std::time::Duration;
+
+use lab::{Lab, cannot_run, sh, sha256_hex};
 
 pub const JUNOS_IMAGE: &[u8] = b"junos image 23.2R1.14 for the journey tests\n";
 pub const EOS_IMAGE: &[u8] = b"EOS-4.30.1F.swi for the journey tests\n";
@@ -15,6 +17,10 @@ pub const EVO_IMAGE: &[u8] = b"junos-evo 23.2R1.15-EVO for the journey tests\n";
 pub const NXOS_IMAGE: &[u8] = b"nxos64-cs.10.3.3.F.bin for the journey tests\n";
 pub const SONIC_IMAGE: &[u8] = b"sonic 202311.1 for the journey tests\n";
 pub const CUMULUS_IMAGE: &[u8] = b"cumulus-linux 5.9.1 for the journey tests\n";
+/// Custom configs that never end on their own (distinct sleeps, to find them in /proc).
+const SLOW: &[u8] = b"#!/bin/sh\nexec sleep 97.31\n";
+const SLOW2: &[u8] = b"#!/bin/sh\nexec sleep 97.32\n";
+
 /// Run by every journey, as root in the emulator's sandbox: its writes must stay there.
 const CUSTOM: &[u8] = b"#!/bin/sh\n# custom config run by every journey\necho custom-config ran\n\
 echo canary > /etc/ztp-journey-canary || exit 1\n\
@@ -103,6 +109,14 @@ fn fabric(controller: &str) -> String {
         address "10.77.1.61"
         location remote-id="mgmt-sw2" circuit-id="et-0/0/1"
     }}
+    device "slow1" platform="sonic" {{
+        serial "SLOW1"
+        custom-config "scripts/slow.sh"
+    }}
+    device "slow2" platform="sonic" {{
+        serial "SLOW2"
+        custom-config "scripts/slow2.sh"
+    }}
     device "edge1" platform="junos" {{
         address "10.77.1.31"
         location remote-id="mgmt-sw1" circuit-id="ge-0/0/7"
@@ -122,6 +136,8 @@ fn lab_files() -> Vec<(&'static str, &'static [u8])> {
         ("images/sonic-202311.1.bin", SONIC_IMAGE),
         ("images/cumulus-linux-5.9.1.bin", CUMULUS_IMAGE),
         ("scripts/custom.sh", CUSTOM),
+        ("scripts/slow.sh", SLOW),
+        ("scripts/slow2.sh", SLOW2),
     ]
 }
 
@@ -608,4 +624,49 @@ async fn known_devices_run_their_own_scripts() {
         run.actions(1),
         vec![JUNOS_PASSWORDS, "cli -c configure; delete chassis auto-image-upgrade; commit and-quit"]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_that_never_ends_is_killed_at_the_timeout() {
+    if cannot_run() {
+        return;
+    }
+    let mut lab = lab().await;
+    let run = lab
+        .emulate("10.77.1.1", &["--platform", "sonic", "--serial", "SLOW1", "--script-timeout", "3"])
+        .await;
+    assert!(!run.ok, "{}", run.stdout);
+    assert!(run.record["reason"].as_str().unwrap().contains("did not finish within 3s"), "{}", run.record);
+    assert!(lab::pids_running(&["sleep", "97.31"]).is_empty(), "the script's processes outlived the timeout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_emulator_takes_its_script_down() {
+    if cannot_run() {
+        return;
+    }
+    let mut lab = lab().await;
+    let mut emu = lab.spawn("10.77.1.1", &["--platform", "sonic", "--serial", "SLOW2"]);
+    let sleep = ["sleep", "97.32"];
+    assert!(
+        lab::eventually(Duration::from_secs(30), || !lab::pids_running(&sleep).is_empty()),
+        "the custom config never started"
+    );
+    sh(&format!("kill -s TERM {}", emu.0.id()));
+    let status = emu.0.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    assert!(
+        lab::eventually(Duration::from_secs(5), || lab::pids_running(&sleep).is_empty()),
+        "script left running"
+    );
+    // Its temporary work directory went too.
+    let work = |e: &std::fs::DirEntry| e.file_name().to_string_lossy().starts_with("ztp-emulate.");
+    let mine = |e: &std::fs::DirEntry| {
+        std::fs::read_to_string(e.path().join("facts.env")).is_ok_and(|f| f.contains("SERIAL='SLOW2'"))
+    };
+    let left = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| work(e) && mine(e));
+    assert_eq!(left.count(), 0, "the interrupted emulator left its work directory");
 }

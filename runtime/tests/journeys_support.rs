@@ -88,7 +88,7 @@ pub fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static
     .unwrap()
 }
 
-struct Killed(Child);
+pub struct Killed(pub Child);
 impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -309,11 +309,31 @@ impl Lab {
         ns
     }
 
+    /// Start `ztp-emulate` in a fresh device namespace and return at once (the namespace
+    /// goes with the lab).
+    /// The child is the emulator itself (`ip netns exec` execs it), in a process group
+    /// of its own.
+    pub fn spawn(&mut self, giaddr: &str, args: &[&str]) -> Killed {
+        use std::os::unix::process::CommandExt;
+        let ns = self.cable(giaddr);
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns, env!("CARGO_BIN_EXE_ztp-emulate")])
+            .args(["--server", SERVER, "--relay", giaddr])
+            .args(args)
+            .stdout(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        Killed(child)
+    }
+
     /// Run `ztp-emulate` in a fresh device namespace behind relay `giaddr`.
     pub async fn emulate(&mut self, giaddr: &str, args: &[&str]) -> Run {
         let ns = self.cable(giaddr);
         let record = self.tmp.path().join(format!("{ns}.json"));
         let mut cmd = Command::new("timeout");
+        // Its own process group: whatever timeout signals stays away from the test's.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         cmd.args(["300", "ip", "netns", "exec", &ns, env!("CARGO_BIN_EXE_ztp-emulate")])
             .args(["--server", SERVER, "--relay", giaddr, "--wait", "60", "--script-timeout", "120"])
             .args(args)
@@ -347,4 +367,26 @@ impl Lab {
 
 pub fn fabric_dir(lab: &Lab) -> &Path {
     &lab.fabric_dir
+}
+
+/// PIDs of processes whose command line is exactly `argv` (ours: unique arguments).
+pub fn pids_running(argv: &[&str]) -> Vec<u32> {
+    let want = argv.iter().map(|a| format!("{a}\0")).collect::<String>();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want.as_bytes()))
+        .collect()
+}
+
+/// Wait up to `within` for `f` to hold.
+pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < within {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
 }

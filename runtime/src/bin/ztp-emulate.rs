@@ -16,6 +16,8 @@ use ztpc::platform::Platform;
     name = "ztp-emulate",
     // --version is the device's running release (the interface the issue fixes).
     disable_version_flag = true,
+    // A later option wins (scripts that wrap the emulator can override their defaults).
+    args_override_self = true,
     about = "Play one switch of a NOS against a ZTP server, from power-on to completed",
     long_about = "Play one switch against a ZTP server (ztp-runtime), to rehearse a fabric before the \
 hardware arrives. The emulator: relays a DHCP DISCOVER/REQUEST from GIADDR (binding GIADDR:67, as a \
@@ -93,8 +95,31 @@ fn parse_platform(s: &str) -> Result<Platform, String> {
     })
 }
 
+/// On Ctrl-C or SIGTERM, take the running script down too, then exit 130.
+fn on_signal_kill_the_sandbox() {
+    std::thread::spawn(|| {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_io().build() else { return };
+        rt.block_on(async {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut int), Ok(mut term)) =
+                (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+            else {
+                return;
+            };
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            ztp_runtime::emulate::sandbox::abandon();
+            eprintln!("ztp-emulate: interrupted; the script run was killed");
+            std::process::exit(130);
+        });
+    });
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    on_signal_kill_the_sandbox();
     let mac = cli.mac.unwrap_or_else(|| {
         let mut m = [0u8; 6];
         fastrand::fill(&mut m);
@@ -122,7 +147,13 @@ fn main() -> ExitCode {
         max_boots: cli.max_boots.max(1),
         record: cli.record,
     };
-    match Journey::new(opts).run() {
+    let outcome = Journey::new(opts).run();
+    if ztp_runtime::emulate::sandbox::interrupted() {
+        // The signal thread exits 130 as soon as it has cleaned up.
+        std::thread::sleep(Duration::from_secs(5));
+        return ExitCode::from(130);
+    }
+    match outcome {
         Outcome::Completed => ExitCode::SUCCESS,
         Outcome::Failed(_) => ExitCode::from(1),
     }

@@ -72,6 +72,7 @@ impl Journey {
             None => match tempfile::Builder::new().prefix("ztp-emulate.").tempdir() {
                 Ok(t) => {
                     tmp = t;
+                    sandbox::temp_dir(Some(tmp.path().to_path_buf()));
                     tmp.path().to_path_buf()
                 }
                 Err(e) => {
@@ -82,6 +83,7 @@ impl Journey {
         };
         let mut leased = None;
         let outcome = self.boots(&dir, &mut leased);
+        sandbox::temp_dir(None);
         let outcome = match (outcome, leased) {
             (Err(e), _) => Outcome::Failed(e),
             (Ok(()), None) => Outcome::Failed("no address was leased".into()),

@@ -9,8 +9,10 @@
 //! A reboot stub kills the script's process group, as the box going down would.
 
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use ztpc::platform::Platform;
@@ -35,6 +37,45 @@ mkdir -p "$S/root/run/ztp-emulate"
 mount --bind "$D" "$S/root/run/ztp-emulate"
 exec chroot "$S/root" /usr/bin/env -i "$@"
 "#;
+
+/// The process group of the sandbox running now (0: none), for [`kill_running`].
+static RUNNING: AtomicU32 = AtomicU32::new(0);
+/// A temporary work directory to remove if the emulator is interrupted.
+static TEMP_DIR: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// Remember (Some) or forget (None) the temporary work directory.
+pub fn temp_dir(dir: Option<PathBuf>) {
+    if let Ok(mut d) = TEMP_DIR.lock() {
+        *d = dir;
+    }
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Whether [`abandon`] ran (the emulator was interrupted).
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// After an interrupt: the script killed, the temporary work directory removed.
+pub fn abandon() {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+    kill_running();
+    if let Some(d) = TEMP_DIR.lock().ok().and_then(|mut d| d.take()) {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+/// Kill the sandbox that is running, if any: an interrupted emulator must not leave a
+/// script running on its own (the sandbox has its own process group, so Ctrl-C does not
+/// reach it).
+pub fn kill_running() {
+    let pgid = RUNNING.swap(0, Ordering::SeqCst);
+    if pgid != 0 {
+        // "-s KILL -- -PGID": procps' kill ignores a bare "-KILL -PGID".
+        let _ = Command::new("kill").args(["-s", "KILL", "--", &format!("-{pgid}")]).status();
+    }
+}
 
 pub enum Ended {
     Exited(i32),
@@ -110,19 +151,21 @@ pub fn run(dir: &Path, d: &Device, ip: &str, timeout: Duration) -> Result<Ended,
         .process_group(0)
         .spawn()
         .map_err(|e| format!("cannot run unshare (util-linux): {e}"))?;
+    RUNNING.store(child.id(), Ordering::SeqCst);
     let until = Instant::now() + timeout;
     let status: ExitStatus = loop {
         if let Some(s) = child.try_wait().map_err(|e| e.to_string())? {
             break s;
         }
         if Instant::now() > until {
-            let _ = Command::new("kill").args(["-KILL", &format!("-{}", child.id())]).status();
+            kill_running();
             let _ = child.wait();
             let _ = std::fs::remove_dir(&scratch);
             return Ok(Ended::Killed { timed_out: true });
         }
         std::thread::sleep(Duration::from_millis(20));
     };
+    RUNNING.store(0, Ordering::SeqCst);
     let _ = std::fs::remove_dir(&scratch);
     Ok(match status.code() {
         Some(c) => Ended::Exited(c),
