@@ -5,6 +5,7 @@ pub mod agent;
 pub mod cli;
 pub mod clock;
 pub mod dhcp;
+pub mod emulate;
 pub mod events;
 pub mod files;
 pub mod generation;

@@ -226,7 +226,17 @@ pub fn test_tls() -> (Arc<tokio_rustls::rustls::ServerConfig>, String) {
 }
 
 pub async fn start_mock(tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>) -> Mock {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    start_mock_on(listener, tls)
+}
+
+/// The mock on a listener the caller bound (e.g. inside a network namespace).
+pub fn start_mock_on(
+    listener: std::net::TcpListener,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+) -> Mock {
+    listener.set_nonblocking(true).unwrap();
+    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
     let addr = listener.local_addr().unwrap();
     let state = Arc::new(Mutex::new(MockState {
         user: "ztp".into(),
