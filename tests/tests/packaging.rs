@@ -152,7 +152,7 @@ fn the_package_installs_and_the_unit_starts_the_runtime() {
     assert!(!postinst.contains("#DEBHELPER#"), "the systemd fragments were not filled in");
 
     // The files.
-    for bin in ["usr/bin/ztpc", "usr/bin/ztp-runtime"] {
+    for bin in ["usr/bin/ztpc", "usr/bin/ztp-runtime", "usr/bin/ztp-emulate"] {
         let mode = std::fs::metadata(pkg.join(bin)).unwrap().permissions().mode();
         assert_eq!(mode & 0o755, 0o755, "{bin} is not executable");
     }
