@@ -147,7 +147,13 @@ fn dora(
     assert_eq!(offer.opts().msg_type(), Some(MessageType::Offer));
     let mut req = msg(MessageType::Request, xid + 1);
     req.opts_mut().insert(DhcpOption::RequestedIpAddress(offer.yiaddr()));
-    req.opts_mut().insert(DhcpOption::ServerIdentifier(offer.siaddr()));
+    // A client names the server by the OFFER's option 54 (siaddr is 0.0.0.0, as dhcpd
+    // and Kea leave it with no next-server).
+    let server_id = match offer.opts().get(v4::OptionCode::ServerIdentifier) {
+        Some(DhcpOption::ServerIdentifier(a)) => *a,
+        other => panic!("an OFFER without option 54: {other:?}"),
+    };
+    req.opts_mut().insert(DhcpOption::ServerIdentifier(server_id));
     let ack = ask(&req);
     assert_eq!(ack.opts().msg_type(), Some(MessageType::Ack));
     ack.yiaddr()
@@ -221,7 +227,10 @@ async fn no_secret_anywhere_along_a_device_journey() {
             (a, b)
         })
         .await
-        .unwrap();
+        .unwrap_or_else(|e| {
+            let log = rt.log.lock().unwrap().join("\n");
+            panic!("DHCP through the relays failed ({e}); the runtime's log:\n{log}")
+        });
         assert_eq!((a.to_string().as_str(), b.to_string().as_str()), (spine, leaf), "the reservations");
     } else {
         println!("SKIPPED (part): DHCP of the journey needs root; the rest runs");
