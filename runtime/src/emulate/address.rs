@@ -52,6 +52,15 @@ pub fn take(
     ))
 }
 
+/// Remove an address an earlier boot took (best effort: it may be gone already).
+pub fn forget(addr: Ipv4Addr, dev: &str) {
+    let out = ip(&["-4", "-o", "addr", "show", "dev", dev]).unwrap_or_default();
+    let with_prefix = out.split_whitespace().find(|w| w.starts_with(&format!("{addr}/"))).map(str::to_string);
+    if let Some(a) = with_prefix {
+        let _ = ip(&["-4", "addr", "del", &a, "dev", dev]);
+    }
+}
+
 /// Give `dev` the switch's MAC (the management port's own), unless it has it already:
 /// Linux NOS scripts read it from /sys/class/net/eth0/address.
 pub fn set_mac(dev: &str, mac: &str) -> Result<bool, String> {

@@ -120,6 +120,10 @@ impl Journey {
                 self.say(l);
             }
             let lease = lease?;
+            // A reboot clears the management port: an older lease goes.
+            if let Some(old) = leased.filter(|a| *a != lease.address) {
+                address::forget(old, &dev);
+            }
             *leased = Some(lease.address);
             let took = address::take(lease.address, lease.prefix, self.opts.server, &dev, via.as_deref())?;
             self.say(format!("address taken: {took}"));
