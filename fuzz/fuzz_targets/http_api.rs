@@ -15,20 +15,29 @@ use ztp_runtime::http::Ctx;
 struct World {
     rt: tokio::runtime::Runtime,
     ctx: Arc<Ctx>,
-    _dir: tempfile::TempDir,
 }
 
 static WORLD: LazyLock<World> = LazyLock::new(|| {
     let rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
-    // tmpfs when there is one: the store syncs every report.
-    let dir = tempfile::Builder::new()
-        .prefix("ztp-fuzz-http")
-        .tempdir_in("/dev/shm")
-        .or_else(|_| tempfile::tempdir())
-        .expect("tempdir");
+    // tmpfs when there is one: the store syncs every report. A static is never
+    // dropped, so each run removes what earlier runs (dead processes) left behind.
+    let base =
+        if std::path::Path::new("/dev/shm").is_dir() { "/dev/shm".into() } else { std::env::temp_dir() };
+    if let Ok(entries) = std::fs::read_dir(&base) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix("ztp-fuzz-http-")
+                && !std::path::Path::new("/proc").join(pid).exists()
+            {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    let dir = base.join(format!("ztp-fuzz-http-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("state dir");
     let state = ztp_runtime::state::State::new(ztp_fuzz::generation("lab"));
-    let store = Arc::new(ztp_runtime::status::Store::open(dir.path()).expect("store"));
+    let store = Arc::new(ztp_runtime::status::Store::open(&dir).expect("store"));
     let services = Arc::new(ztp_runtime::services::Services::default());
     let agents = rt.block_on(async {
         ztp_runtime::agent::Agents::new(
@@ -39,7 +48,7 @@ static WORLD: LazyLock<World> = LazyLock::new(|| {
         )
     });
     let ctx = Arc::new(Ctx { state, store, services, admin_token: Some("fuzz-admin-token".into()), agents });
-    World { rt, ctx, _dir: dir }
+    World { rt, ctx }
 });
 
 fuzz_target!(|data: &[u8]| {

@@ -6,6 +6,7 @@
 #![no_main]
 
 use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -30,6 +31,8 @@ static SERVER: LazyLock<Server> = LazyLock::new(|| {
     Server { addr, generation, _rt: rt }
 });
 
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
 fuzz_target!(|data: &[u8]| {
     let server = &*SERVER;
     if data.len() >= 2 {
@@ -40,8 +43,12 @@ fuzz_target!(|data: &[u8]| {
             let _ = server.generation.get(&clean);
         }
     }
-    let Ok(sock) = UdpSocket::bind("127.0.0.1:0") else { return };
-    let _ = sock.set_read_timeout(Some(Duration::from_millis(20)));
+    // A different loopback source each time, so the per-client transfer cap is rarely
+    // what answers; the server answers within a millisecond, or (garbage) never.
+    let n = NEXT.fetch_add(1, Ordering::Relaxed) % 1000;
+    let from = std::net::Ipv4Addr::new(127, 0, 100 + (n / 250) as u8, 1 + (n % 250) as u8);
+    let Ok(sock) = UdpSocket::bind((from, 0)) else { return };
+    let _ = sock.set_read_timeout(Some(Duration::from_millis(3)));
     if sock.send_to(data, server.addr).is_err() {
         return;
     }
