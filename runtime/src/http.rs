@@ -157,6 +157,14 @@ async fn route(ctx: &Arc<Ctx>, peer: SocketAddr, req: Request<Incoming>) -> Resp
     }
     let Some(api) = path.strip_prefix("/api/ztp/") else {
         let current = ctx.state.current();
+        let file = path.split_once('?').map_or(path.as_str(), |(p, _)| p);
+        if let Ok(clean) = crate::paths::clean_http(file)
+            && let crate::access::Access::Refused { device, owner } =
+                crate::access::check(&current, &clean, peer.ip())
+        {
+            crate::access::report(&ctx.state, "http", peer.ip(), &clean, &device, owner);
+            return text(StatusCode::FORBIDDEN, "forbidden: this script belongs to another device\n");
+        }
         // The span puts the peer on files.rs's own log lines (refusals, transfers).
         let span = tracing::info_span!("http", %peer, generation = %current.id);
         let resp = files::respond(current, &method, &path, req.headers()).instrument(span).await;

@@ -1,6 +1,7 @@
 //! ztp-runtime: serve the artifacts of `ztpc build` (DHCP, TFTP, HTTP), reload them
 //! atomically when they change, and keep every device's ZTP status.
 
+pub mod access;
 pub mod agent;
 pub mod cli;
 pub mod clock;

@@ -136,6 +136,12 @@ impl Handler for GenHandler {
             tracing::debug!(peer = %client, path = %clean, generation = %generation.id, "tftp: not found");
             return Err(packet::Error::FileNotFound);
         };
+        if let crate::access::Access::Refused { device, owner } =
+            crate::access::check(&generation, &clean, client.ip())
+        {
+            crate::access::report(&self.state, "tftp", client.ip(), &clean, &device, owner);
+            return Err(packet::Error::PermissionDenied);
+        }
         let Some(slot) = Slot::take(&self.slots, client.ip()) else {
             tracing::warn!(peer = %client, path = %clean, "tftp: too many transfers, refused");
             return Err(packet::Error::Msg("server busy, retry later".into()));

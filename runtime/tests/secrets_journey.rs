@@ -161,7 +161,12 @@ fn dora(
 
 /// A TFTP read to the end: the bytes (the content is the device's, not checked here).
 fn tftp_get(server: SocketAddr, name: &str) -> Result<Vec<u8>, String> {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    tftp_get_from(server, "127.0.0.1", name)
+}
+
+/// [`tftp_get`] from the address `from`, as a device holding it would ask.
+fn tftp_get_from(server: SocketAddr, from: &str, name: &str) -> Result<Vec<u8>, String> {
+    let s = UdpSocket::bind((from, 0)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.send_to(format!("\x00\x01{name}\x00octet\x00").as_bytes(), server).unwrap();
     let mut out = Vec::new();
@@ -250,6 +255,27 @@ async fn no_secret_anywhere_along_a_device_journey() {
         assert_eq!(r.status, 200, "{path}: {}", r.body);
         served.push_str(&r.body);
     }
+    // A device script from any other address: 403 over HTTP, an access violation over
+    // TFTP, and the attempt in the owner's device log.
+    let r = http(rt.http, spine, "GET", "/devices/leaf1.sh", &[], None).await;
+    assert_eq!(r.status, 403, "leaf1's script fetched by spine1's address: {}", r.body);
+    note!("spoofed script fetch", r);
+    let r = http(rt.http, "127.0.0.1", "GET", "/devices/spine1.sh", &[], None).await;
+    assert_eq!(r.status, 403, "spine1's script fetched from 127.0.0.1: {}", r.body);
+    let own = tokio::task::spawn_blocking(move || tftp_get_from(tftp, spine, "devices/spine1.sh"));
+    assert!(own.await.unwrap().is_ok_and(|b| !b.is_empty()), "spine1's own script over TFTP");
+    let other = tokio::task::spawn_blocking(move || tftp_get_from(tftp, spine, "devices/leaf1.sh"));
+    let other = other.await.unwrap();
+    assert!(
+        other.as_ref().is_err_and(|e| e.starts_with("Permission denied")),
+        "leaf1's script over TFTP from spine1: {other:?}"
+    );
+    let leaf_log = http(rt.http, leaf, "GET", &format!("/api/ztp/device/{leaf}/log"), &[], None).await;
+    assert!(
+        leaf_log.body.contains("devices/leaf1.sh refused to 127.1.101.11"),
+        "the refusal is in leaf1's log: {}",
+        leaf_log.body
+    );
     for bad in ["/../fabric.kdl", "/%2e%2e/demo.env", "/devices/nothere.sh", "/demo.env"] {
         note!(bad, http(rt.http, spine, "GET", bad, &[], None).await);
     }
