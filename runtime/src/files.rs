@@ -136,15 +136,18 @@ pub async fn respond(
 /// generation recorded: a file replaced or truncated since the load would otherwise be
 /// served with a wrong Content-Length (or tsize) and a stale ETag.
 pub(crate) async fn open_image(rt: &Handle, path: std::path::PathBuf, want: u64) -> io::Result<File> {
-    let opened = rt.spawn_blocking(move || {
-        let f = File::open(&path)?;
-        let len = f.metadata()?.len();
-        if len != want {
-            return Err(io::Error::other(format!("size on disk is {len}, the generation recorded {want}")));
-        }
-        Ok(f)
-    });
+    let opened = rt.spawn_blocking(move || open_checked(&path, want));
     opened.await.map_err(io::Error::other)?
+}
+
+/// [`open_image`] for callers already on a thread that may block (TFTP transfers).
+pub(crate) fn open_checked(path: &std::path::Path, want: u64) -> io::Result<File> {
+    let f = File::open(path)?;
+    let len = f.metadata()?.len();
+    if len != want {
+        return Err(io::Error::other(format!("size on disk is {len}, the generation recorded {want}")));
+    }
+    Ok(f)
 }
 
 fn finish(b: hyper::http::response::Builder, body: Body) -> Response<Body> {

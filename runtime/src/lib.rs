@@ -16,3 +16,4 @@ pub mod services;
 pub mod state;
 pub mod status;
 pub mod tftp;
+pub mod tftp_packet;
