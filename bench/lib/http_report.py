@@ -115,7 +115,7 @@ def main():
         "script": (f"GET /{a.small} ({a.small_bytes:,} bytes), wrk -c50, {a.seconds} s", "requests/s", "CPU µs per request"),
     }
     md = [f"Median of {a.rounds} rounds and (min–max); ratio = median ztp-runtime / median nginx, with the range of "
-          "the per-round ratios; server CPU (user + system, from /proc) per unit of work, median. "
+          "the per-round ratios; server CPU (user + system, from a cpuacct cgroup per server) per unit of work, median. "
           "MB/s is 10^6 bytes per second.", "",
           "| case | unit | ztp-runtime | nginx | ours / nginx [per round] | server CPU ours / nginx | errors ours / nginx |",
           "|---|---|---:|---:|---:|---:|---:|"]

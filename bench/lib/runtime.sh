@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# Helpers shared by the runtime benchmarks (bench/dhcp, bench/footprint, bench/reload).
+# Helpers shared by the runtime benchmarks (bench/dhcp, bench/footprint, bench/reload,
+# bench/tftp, bench/http).
 # Sourced after bench/lib/common.sh, not run.
 #
 # Network rule: every server and every load generator runs inside a network namespace
