@@ -129,7 +129,7 @@ def main():
         rtxt = f"{ratio:.2f} [{pr[0]:.2f}–{pr[1]:.2f}]" if ratio and pr else "–"
         if w != "1":
             lock_med = med(f"{f}/{b}/1", "peer")
-            rtxt = f"{med(c) / lock_med:.2f} vs lockstep" if med(c) and lock_med else "–"
+            rtxt = f"{med(c) / lock_med:.2f} (vs its lockstep)" if med(c) and lock_med else "–"
         cpu = f"{fmt((o or {}).get('cpu_ms_per_MiB_median'), 2)} / {fmt((p or {}).get('cpu_ms_per_MiB_median'), 2) if p else '–'}"
         md.append(f"| {label[f]} | {b} | {w if w != '1' else '1 (lockstep)'} | {cell(o)} | "
                   f"{cell(p) if p else 'no windowsize (see notes)'} | {rtxt} | {cpu} |")
@@ -198,13 +198,13 @@ def main():
             "same namespace and shares the machine's CPUs with the server.",
             "The client asks for tsize and blksize (and windowsize when above 1), acknowledges every windowsize "
             "blocks, checks each block against the local file and fails on any difference or short file. The "
-            "script runs 10 transfers in a row per run (the figure is their bytes over their summed time); the "
+            f"script runs {a.script_repeat} transfers in a row per run (the figure is their bytes over their summed time); the "
             "image runs 1.",
             "ztp-runtime grants at most 64 KiB of data per window (its OACK says so), so at blksize 8192 a request "
             "for windowsize 16 gets 8: a larger burst overflows a client's default 208 KiB UDP receive buffer.",
             "tftpd-hpa 5.2 implements blksize and tsize but not windowsize (RFC 7440): it ignores the option and "
-            "sends in lockstep, so windowsize 16 is run against ztp-runtime only and compared with tftpd-hpa's "
-            "lockstep figure at the same blksize.",
+            "sends in lockstep, so windowsize 16 is run against ztp-runtime only; its ratio column compares it with "
+            "tftpd-hpa's lockstep figure at the same blksize.",
             "Server CPU is user + system time from a cpuacct cgroup made for each server (every thread, and every "
             "process tftpd-hpa forks)" + ("." if a.cgroup == "yes" else ": not available on this machine, so not shown."),
             f"Load average (1/5/15 min) before: {a.load[0]}; after: {a.load[1]}. The machine is shared with other "
