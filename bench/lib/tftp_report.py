@@ -129,7 +129,7 @@ def main():
         rtxt = f"{ratio:.2f} [{pr[0]:.2f}–{pr[1]:.2f}]" if ratio and pr else "–"
         if w != "1":
             lock_med = med(f"{f}/{b}/1", "peer")
-            rtxt = f"{med(c) / lock_med:.2f} (vs its lockstep)" if med(c) and lock_med else "–"
+            rtxt = f"{med(c) / lock_med:.2f} (vs tftpd-hpa lockstep)" if med(c) and lock_med else "–"
         cpu = f"{fmt((o or {}).get('cpu_ms_per_MiB_median'), 2)} / {fmt((p or {}).get('cpu_ms_per_MiB_median'), 2) if p else '–'}"
         md.append(f"| {label[f]} | {b} | {w if w != '1' else '1 (lockstep)'} | {cell(o)} | "
                   f"{cell(p) if p else 'no windowsize (see notes)'} | {rtxt} | {cpu} |")
