@@ -2,9 +2,10 @@
 //!
 //! The router calls [`respond`] for every path that is not its own (`/api`, `/healthz`),
 //! with the generation it took for this request, so a reload never changes the bytes of
-//! a response in flight. Tree files are answered from memory (a zero-copy slice of the
-//! generation's `Bytes`); images are streamed from disk in large chunks read one ahead
-//! on tokio's blocking pool, so a 1 GB image costs two chunks of memory, not 1 GB.
+//! a response in flight. Tree files the generation holds in memory are answered with a
+//! zero-copy slice of its `Bytes`; tree files it keeps on disk (through the descriptor
+//! it checked them with) and images are streamed in large chunks ([`DiskReader`]), so a
+//! 1 GB image costs two chunks of memory, not 1 GB.
 
 use std::fs::File;
 use std::future::Future as _;
@@ -23,7 +24,7 @@ use hyper::{Method, Response, StatusCode};
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
-use crate::generation::{Generation, Served};
+use crate::generation::{Data, Generation, Served};
 use crate::paths;
 
 /// Every response body this module (and the router) produces.
@@ -67,7 +68,7 @@ pub async fn respond(
         return text(StatusCode::NOT_FOUND, "not found\n");
     };
     let (size, sha) = match &served {
-        Served::Tree(f) => (f.bytes.len() as u64, Some(f.sha256.as_str())),
+        Served::Tree(f) => (f.len(), Some(f.sha256.as_str())),
         Served::Image(i) => (i.size, i.sha256.as_deref()),
     };
     let etag = sha.map(|s| format!("\"{s}\""));
@@ -108,25 +109,27 @@ pub async fn respond(
     if method == Method::HEAD {
         return finish(base, empty());
     }
+    // hyper runs inside tokio, so this only fails if `respond` is misused.
+    let Ok(rt) = Handle::try_current() else {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n");
+    };
     let body = match served {
-        Served::Tree(f) => {
+        Served::Tree(f) => match f.data() {
             // Both bounds are within the file: `parse_range` clamps them to `size`.
-            let (a, b) = (start as usize, end as usize);
-            Full::new(f.bytes.slice(a..b)).map_err(|never| match never {}).boxed()
-        }
-        Served::Image(i) => {
-            // hyper runs inside tokio, so this only fails if `respond` is misused.
-            let Ok(rt) = Handle::try_current() else {
-                return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n");
-            };
-            match open_image(&rt, i.path.clone(), i.size).await {
-                Ok(file) => DiskReader::new(file, start, end, HTTP_CHUNK, rt).boxed(),
-                Err(e) => {
-                    tracing::warn!(path = %clean, file = %i.path.display(), error = %e, "http: image not servable");
-                    return text(StatusCode::SERVICE_UNAVAILABLE, "file not available, retry later\n");
-                }
+            Data::Memory(m) => {
+                Full::new(m.slice(start as usize..end as usize)).map_err(|never| match never {}).boxed()
             }
-        }
+            // A file the generation keeps on disk (a device's own script): its open
+            // descriptor, read like an image.
+            Data::Disk(file, _) => DiskReader::new(Arc::clone(file), start, end, HTTP_CHUNK, rt).boxed(),
+        },
+        Served::Image(i) => match open_image(&rt, i.path.clone(), i.size).await {
+            Ok(file) => DiskReader::new(Arc::new(file), start, end, HTTP_CHUNK, rt).boxed(),
+            Err(e) => {
+                tracing::warn!(path = %clean, file = %i.path.display(), error = %e, "http: image not servable");
+                return text(StatusCode::SERVICE_UNAVAILABLE, "file not available, retry later\n");
+            }
+        },
     };
     tracing::debug!(path = %clean, status = status.as_u16(), bytes = end - start, generation = %generation.id, "http: serving");
     finish(base, body)
@@ -267,7 +270,8 @@ pub fn parse_range(value: &str, size: u64) -> Want {
 /// hyper copies them into the socket (with a read on the blocking pool that copy ran
 /// from another core's cache and was the largest cost of a download in perf). A chunk
 /// that is not cached is read on the blocking pool, from then on one chunk ahead of the
-/// consumer so disk reads overlap with socket writes. Used as the HTTP body of an image.
+/// consumer so disk reads overlap with socket writes. Used as the HTTP body of an image
+/// or of a tree file kept on disk.
 /// Each blocking job is one short positioned read: a slow client never pins a thread.
 pub(crate) struct DiskReader {
     file: Arc<File>,
@@ -282,17 +286,8 @@ pub(crate) struct DiskReader {
 }
 
 impl DiskReader {
-    pub(crate) fn new(file: File, start: u64, end: u64, chunk: usize, rt: Handle) -> DiskReader {
-        DiskReader {
-            file: Arc::new(file),
-            pos: start,
-            end,
-            chunk,
-            pending: None,
-            remaining: end - start,
-            cold: false,
-            rt,
-        }
+    pub(crate) fn new(file: Arc<File>, start: u64, end: u64, chunk: usize, rt: Handle) -> DiskReader {
+        DiskReader { file, pos: start, end, chunk, pending: None, remaining: end - start, cold: false, rt }
     }
 
     fn start_next(&mut self) {

@@ -14,9 +14,9 @@
 //!
 //! Limits, and why:
 //! - blksize up to 65464 (RFC 2348's maximum) and windowsize up to [`MAX_WINDOW`] and
-//!   [`WINDOW_BYTES`] of data. Tree files are sent straight from the generation's bytes;
-//!   images are read from disk a window (at least 64 KiB) at a time, so one transfer
-//!   holds at most one block plus 128 KiB.
+//!   [`WINDOW_BYTES`] of data. Tree files held in memory are sent straight from the
+//!   generation's bytes; tree files kept on disk and images are read a window (at least
+//!   64 KiB) at a time, so one transfer holds at most one block plus 128 KiB.
 //! - at most [`MAX_PER_CLIENT`] transfers per client address and [`MAX_TOTAL`] in all;
 //!   over that, the request gets a TFTP error and the client retries. With the buffer
 //!   bound this caps TFTP memory near [`MAX_TOTAL`] × 256 KiB even against a hostile
@@ -38,7 +38,7 @@ use rustix::net::{MMsgHdr, SendAncillaryBuffer, SendFlags, sendmmsg};
 use tokio::sync::oneshot;
 
 use crate::files::open_checked;
-use crate::generation::{Generation, Served};
+use crate::generation::{Data, Generation, Served};
 use crate::metrics::{METRICS, TftpEnd};
 use crate::paths;
 use crate::state::State;
@@ -186,12 +186,14 @@ impl Listener {
             return Err((pkt::ERR_NOT_DEFINED, "server busy, retry later".into()));
         };
         let (source, size) = match served {
-            Served::Tree(f) => {
-                let size = f.bytes.len() as u64;
-                (Source::Tree(f.bytes), size)
-            }
+            Served::Tree(f) => match f.data() {
+                Data::Memory(b) => (Source::Tree(b.clone()), f.len()),
+                Data::Disk(file, size) => {
+                    (Source::Disk { file: Arc::clone(file), buf: Vec::new(), at: 0 }, *size)
+                }
+            },
             Served::Image(i) => match open_checked(&i.path, i.size) {
-                Ok(file) => (Source::Disk { file, buf: Vec::new(), at: 0 }, i.size),
+                Ok(file) => (Source::Disk { file: Arc::new(file), buf: Vec::new(), at: 0 }, i.size),
                 Err(e) => {
                     tracing::warn!(peer = %client, path = %clean, file = %i.path.display(), error = %e, "tftp: image not servable");
                     return Err((pkt::ERR_NOT_DEFINED, "file not available, retry later".into()));
@@ -242,8 +244,9 @@ struct Transfer {
 enum Source {
     /// The generation's bytes: blocks are copied from here straight into packets.
     Tree(Bytes),
-    /// An image, read [`IMAGE_BUFFER`] bytes at a time; `buf` holds bytes from `at`.
-    Disk { file: File, buf: Vec<u8>, at: u64 },
+    /// An image or a tree file kept on disk, read a window (at least 64 KiB) at a
+    /// time; `buf` holds bytes from `at`.
+    Disk { file: Arc<File>, buf: Vec<u8>, at: u64 },
 }
 
 impl Source {
