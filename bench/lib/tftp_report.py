@@ -42,8 +42,9 @@ def main():
         ap.add_argument("--" + x, required=True)
     ap.add_argument("--load", nargs=2, required=True)
     ap.add_argument("--cgroup", required=True)
-    for x in ("rounds", "script-bytes", "image-bytes", "script-repeat", "parallel", "refused"):
+    for x in ("rounds", "script-bytes", "image-bytes", "parallel", "refused"):
         ap.add_argument("--" + x, type=int, required=True)
+    ap.add_argument("--run-mib", type=int, nargs=3, required=True)
     a = ap.parse_args()
 
     runs = []
@@ -106,7 +107,7 @@ def main():
         "windowsize16_over_lockstep_512": window,
     }
 
-    label = {"script": f"script ({a.script_bytes / 1048576:g} MiB, {a.script_repeat} in a row)",
+    label = {"script": f"script ({a.script_bytes / 1048576:g} MiB)",
              "image": f"image ({a.image_bytes / 1048576:g} MiB)"}
     md = [f"Throughput in MB/s (10^6 bytes per second of wall time, every byte checked): median of {a.rounds} rounds "
           "and (min–max); ratio = median ours / median tftpd-hpa, with the range of the per-round ratios; "
@@ -197,9 +198,9 @@ def main():
             "its own address of one network namespace's loopback; the client (bench/lib/tftp_client.rs) runs in the "
             "same namespace and shares the machine's CPUs with the server.",
             "The client asks for tsize and blksize (and windowsize when above 1), acknowledges every windowsize "
-            "blocks, checks each block against the local file and fails on any difference or short file. The "
-            f"script runs {a.script_repeat} transfers in a row per run (the figure is their bytes over their summed time); the "
-            "image runs 1.",
+            "blocks, checks each block against the local file and fails on any difference or short file. "
+            f"Each run transfers the file in a row until it has moved {a.run_mib[0]}, {a.run_mib[1]} or {a.run_mib[2]} MiB "
+            "(blksize 512, 1468, 8192); the figure is those bytes over the summed transfer times.",
             "ztp-runtime grants at most 64 KiB of data per window (its OACK says so), so at blksize 8192 a request "
             "for windowsize 16 gets 8: a larger burst overflows a client's default 208 KiB UDP receive buffer.",
             "tftpd-hpa 5.2 implements blksize and tsize but not windowsize (RFC 7440): it ignores the option and "
