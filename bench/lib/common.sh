@@ -37,7 +37,7 @@ ztpc_binary() {
     local root=$1
     if [ -z "${ZTPC:-}" ]; then
         (cd "$root" && cargo build --release --locked -p ztpc >&2) || return 1
-        ZTPC=$root/target/release/ztpc
+        ZTPC=${CARGO_TARGET_DIR:-$root/target}/release/ztpc
         ZTPC_SOURCE=$(source_state "$root" compiler Cargo.toml Cargo.lock)
     fi
     ZTPC_SOURCE=${ZTPC_SOURCE:-unknown (ZTPC given by the caller)}

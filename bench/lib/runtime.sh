@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# Helpers shared by the runtime benchmarks (bench/dhcp, bench/footprint, bench/reload).
+# Helpers shared by the runtime benchmarks (bench/dhcp, bench/footprint, bench/reload,
+# bench/tftp, bench/http).
 # Sourced after bench/lib/common.sh, not run.
 #
 # Network rule: every server and every load generator runs inside a network namespace
@@ -13,7 +14,7 @@ runtime_binary() {
     local root=$1
     if [ -z "${ZTP_RUNTIME:-}" ]; then
         (cd "$root" && cargo build --release --locked -p ztp-runtime >&2) || return 1
-        ZTP_RUNTIME=$root/target/release/ztp-runtime
+        ZTP_RUNTIME=${CARGO_TARGET_DIR:-$root/target}/release/ztp-runtime
         RUNTIME_SOURCE=$(source_state "$root" runtime Cargo.toml Cargo.lock)
     fi
     RUNTIME_SOURCE=${RUNTIME_SOURCE:-unknown (ZTP_RUNTIME given by the caller)}
@@ -80,6 +81,12 @@ cpu_ticks() {
     awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null
 }
 
+# cpu_ticks_all PID: cpu_ticks plus the CPU time of PID's children it has reaped
+# (cutime+cstime): a server that forks per request (tftpd-hpa) is charged for them.
+cpu_ticks_all() {
+    awk '{ print $14 + $15 + $16 + $17 }' "/proc/$1/stat" 2>/dev/null
+}
+
 # shown ARGS...: one command line, quoted for a shell, with the scratch directory written
 # as $W and the repository root removed, for the commands list in NAME.json.
 shown() {
@@ -98,4 +105,31 @@ shown() {
         esac
     done
     printf '%s\n' "${out[*]}"
+}
+
+# CPU accounting per server with a cgroup (v1 cpuacct) of its own: it counts every
+# process the server forks (tftpd-hpa forks one per transfer and ignores SIGCHLD, so
+# /proc's cutime never sees them) and every thread. cg_up NAME makes it (returns 1 when
+# the cpuacct hierarchy is not writable), cg_run NAME CMD... execs CMD inside it,
+# cg_usage NAME prints the CPU time used so far in microseconds (empty without the
+# cgroup), cg_down NAME removes it (after its processes have ended).
+CG_ROOT=/sys/fs/cgroup/cpuacct
+cg_up() {
+    mkdir "$CG_ROOT/$1" 2>/dev/null
+}
+cg_run() {
+    local name=$1
+    shift
+    if [ -d "$CG_ROOT/$name" ]; then
+        # shellcheck disable=SC2016 # $$ is the inner shell's PID
+        exec sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$CG_ROOT/$name" "$@"
+    fi
+    exec "$@"
+}
+cg_usage() {
+    local f=$CG_ROOT/$1/cpuacct.usage
+    [ -r "$f" ] && echo $(($(cat "$f") / 1000))
+}
+cg_down() {
+    [ -d "$CG_ROOT/$1" ] && rmdir "$CG_ROOT/$1" 2>/dev/null || true
 }

@@ -2,8 +2,20 @@
 //! of a fabric), immutable and shared behind an `Arc`. Each request and each transfer
 //! holds the generation it started with until it ends, so a reload never changes the
 //! bytes of a transfer in flight.
+//!
+//! Memory: a loaded directory's files are checked against their sha256 once, then the
+//! shared top-level files (ztp.json, the platform scripts: what every device fetches)
+//! stay in memory up to [`MEMORY_BUDGET`], and every other file (a device's own
+//! script, fetched about once) is kept as an open descriptor and read on request. The
+//! descriptor pins the checked file: `ztpc build` swaps a new directory in and deletes
+//! the old one, and an old generation still serving reads the old bytes through it.
+//! For a 1,000-device fabric this keeps ~14 MB of scripts out of the process (see
+//! bench/footprint).
 
 use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -31,11 +43,61 @@ pub enum LoadError {
     Compile(String),
 }
 
-/// A file of the served tree, held in memory (scripts and configs are small).
+/// Bytes of the served tree kept in memory, at most (top-level files first).
+pub const MEMORY_BUDGET: u64 = 1 << 20;
+
+/// A file of the served tree: checked against its sha256 at load.
 #[derive(Debug, Clone)]
 pub struct TreeFile {
-    pub bytes: Bytes,
+    data: Data,
     pub sha256: String,
+}
+
+/// Where a tree file's bytes are.
+#[derive(Debug, Clone)]
+pub enum Data {
+    Memory(Bytes),
+    /// An open descriptor of the checked file, and its size.
+    Disk(Arc<File>, u64),
+}
+
+impl TreeFile {
+    fn memory(bytes: Bytes, sha256: String) -> TreeFile {
+        TreeFile { data: Data::Memory(bytes), sha256 }
+    }
+
+    pub fn len(&self) -> u64 {
+        match &self.data {
+            Data::Memory(b) => b.len() as u64,
+            Data::Disk(_, n) => *n,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn data(&self) -> &Data {
+        &self.data
+    }
+
+    /// Bytes `a..b` (within the file). A read from disk blocks: call it where that is
+    /// allowed (a blocking thread, or for small files a page-cache read).
+    pub fn read_range(&self, a: u64, b: u64) -> io::Result<Bytes> {
+        match &self.data {
+            Data::Memory(m) => Ok(m.slice(a as usize..b as usize)),
+            Data::Disk(f, _) => {
+                let mut buf = vec![0u8; (b - a) as usize];
+                f.read_exact_at(&mut buf, a)?;
+                Ok(Bytes::from(buf))
+            }
+        }
+    }
+
+    /// All the bytes (see [`TreeFile::read_range`]).
+    pub fn read_all(&self) -> io::Result<Bytes> {
+        self.read_range(0, self.len())
+    }
 }
 
 /// A local image, served from where it is on disk.
@@ -91,25 +153,44 @@ impl Generation {
     }
 
     fn load_dir_once(dir: &Path) -> Result<Generation, LoadError> {
+        raise_fd_limit();
         let mpath = dir.join(MANIFEST);
         let raw = std::fs::read(&mpath).map_err(|e| LoadError::Read(mpath.clone(), e))?;
         let manifest = parse_manifest(&raw)?;
         let root = dir.join(&manifest.tftp_root);
         let mut files = HashMap::with_capacity(manifest.files.len());
-        for f in &manifest.files {
+        // Top-level files first (every device fetches them), smallest first, until the
+        // memory budget is spent.
+        let mut order: Vec<_> = manifest.files.iter().collect();
+        order.sort_by_key(|f| (f.path.contains('/'), f.size));
+        let mut budget = MEMORY_BUDGET;
+        // One buffer for every file: reading each into a fresh Vec and freeing it
+        // leaves the allocator's heap grown to the largest file for nothing.
+        let mut buf = Vec::new();
+        for f in order {
             let p = root.join(&f.path);
-            let bytes = match std::fs::read(&p) {
-                Ok(b) => b,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut file = match File::open(&p) {
+                Ok(h) => h,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     return Err(LoadError::MissingFile(f.path.clone()));
                 }
                 Err(e) => return Err(LoadError::Read(p, e)),
             };
-            if sha256_hex(&bytes) != f.sha256 {
+            buf.clear();
+            file.read_to_end(&mut buf).map_err(|e| LoadError::Read(p.clone(), e))?;
+            if sha256_hex(&buf) != f.sha256 {
                 return Err(LoadError::Checksum(f.path.clone()));
             }
-            files.insert(f.path.clone(), TreeFile { bytes: Bytes::from(bytes), sha256: f.sha256.clone() });
+            let size = buf.len() as u64;
+            let data = if size <= budget {
+                budget -= size;
+                Data::Memory(Bytes::copy_from_slice(&buf))
+            } else {
+                Data::Disk(Arc::new(file), size)
+            };
+            files.insert(f.path.clone(), TreeFile { data, sha256: f.sha256.clone() });
         }
+        drop(buf);
         let images = images(&manifest, dir)?;
         Ok(Generation { id: sha256_hex(&raw)[..16].to_string(), manifest, files, images })
     }
@@ -124,10 +205,7 @@ impl Generation {
             .iter()
             .filter_map(|(p, a)| {
                 let rel = p.strip_prefix(&prefix)?;
-                Some((
-                    rel.to_string(),
-                    TreeFile { sha256: sha256_hex(&a.bytes), bytes: Bytes::from(a.bytes.clone()) },
-                ))
+                Some((rel.to_string(), TreeFile::memory(Bytes::from(a.bytes.clone()), sha256_hex(&a.bytes))))
             })
             .collect();
         let images = images(&manifest, base)?;
@@ -167,6 +245,24 @@ impl Generation {
     pub fn file_count(&self) -> usize {
         self.files.len()
     }
+}
+
+/// Tree files served from disk hold a descriptor each (two generations' worth during
+/// a reload: 2,400 for 1,000 devices), over the usual soft limit of 1,024; raise the
+/// soft limit to the hard one, once. If that fails, a load that runs out of
+/// descriptors is refused with a clear error and the old generation keeps serving.
+fn raise_fd_limit() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use rustix::process::{Resource, getrlimit, setrlimit};
+        let mut l = getrlimit(Resource::Nofile);
+        if l.current < l.maximum {
+            l.current = l.maximum;
+            if let Err(e) = setrlimit(Resource::Nofile, l) {
+                tracing::warn!(error = %e, "cannot raise the open-file limit");
+            }
+        }
+    });
 }
 
 fn parse_manifest(raw: &[u8]) -> Result<Manifest, LoadError> {

@@ -33,7 +33,7 @@ use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
 use crate::files::{DiskReader, open_image};
-use crate::generation::{Generation, Served};
+use crate::generation::{Data, Generation, Served};
 use crate::metrics::{METRICS, TftpEnd};
 use crate::paths;
 use crate::state::State;
@@ -147,13 +147,18 @@ impl Handler for GenHandler {
             return Err(packet::Error::Msg("server busy, retry later".into()));
         };
         let (source, size) = match served {
-            Served::Tree(f) => {
-                let size = f.bytes.len() as u64;
-                (Source::Tree(Cursor::new(f.bytes)), size)
-            }
+            Served::Tree(f) => match f.data() {
+                Data::Memory(b) => (Source::Tree(Cursor::new(b.clone())), f.len()),
+                // A tree file kept as the descriptor it was checked through: the old
+                // generation's bytes even after a rebuild replaced the directory.
+                Data::Disk(file, size) => {
+                    let reader = DiskReader::new(file.clone(), 0, *size, DISK_CHUNK, self.rt.clone());
+                    (Source::Disk { reader, cur: Bytes::new() }, *size)
+                }
+            },
             Served::Image(i) => match open_image(&self.rt, i.path.clone(), i.size).await {
                 Ok(file) => {
-                    let reader = DiskReader::new(file, 0, i.size, DISK_CHUNK, self.rt.clone());
+                    let reader = DiskReader::new(Arc::new(file), 0, i.size, DISK_CHUNK, self.rt.clone());
                     (Source::Disk { reader, cur: Bytes::new() }, i.size)
                 }
                 Err(e) => {

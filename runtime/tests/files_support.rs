@@ -68,7 +68,7 @@ pub fn build(dir: &Path) -> Generation {
 
 pub fn tree_bytes(g: &Generation, path: &str) -> Vec<u8> {
     match g.get(path).unwrap() {
-        ztp_runtime::generation::Served::Tree(f) => f.bytes.to_vec(),
+        ztp_runtime::generation::Served::Tree(f) => f.read_all().unwrap().to_vec(),
         ztp_runtime::generation::Served::Image(i) => std::fs::read(i.path).unwrap(),
     }
 }

@@ -84,7 +84,7 @@ pub fn secrets(g: &Generation) -> Vec<Secret> {
 
 fn ztp_json(g: &Generation) -> Option<Map<String, Value>> {
     match g.get("ztp.json")? {
-        Served::Tree(f) => match serde_json::from_slice(&f.bytes) {
+        Served::Tree(f) => match serde_json::from_slice(&f.read_all().ok()?) {
             Ok(Value::Object(m)) => Some(m),
             _ => None,
         },

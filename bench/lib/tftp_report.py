@@ -1,0 +1,223 @@
+#!/usr/bin/env python3
+"""bench/tftp's report: per case and server the median, min and max throughput over the
+rounds, the ratio ours/tftpd-hpa, server CPU per MiB, and the issue 5 targets; writes
+tftp.json and tftp.md. Standard library only."""
+import argparse
+import json
+import statistics
+
+NAMES = {"ours": "ztp-runtime", "peer": "tftpd-hpa"}
+
+
+def parse_output(text):
+    """The client's batch lines: sums of bytes and wall time, worst latencies, errors."""
+    out = {"bytes": 0, "wall_s": 0.0, "ok": 0, "failed": 0, "p50_ms": [], "p99_ms": [], "max_ms": [], "errors": []}
+    for line in text.split("|"):
+        if line.startswith("error: "):
+            out["errors"].append(line[7:])
+            continue
+        if not line.startswith("batch="):
+            continue
+        kv = dict(x.split("=", 1) for x in line.split())
+        out["bytes"] += int(kv["bytes"])
+        out["wall_s"] += float(kv["wall_s"])
+        out["ok"] += int(kv["ok"])
+        out["failed"] += int(kv["failed"])
+        for k in ("p50_ms", "p99_ms", "max_ms"):
+            out[k].append(float(kv[k]))
+    return out
+
+
+def fmt(x, nd=1):
+    if x is None:
+        return "–"
+    if abs(x) >= 1000:
+        return f"{x:,.0f}"
+    return f"{x:.{nd}f}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    for x in ("runs", "tools", "commands", "date", "json", "md"):
+        ap.add_argument("--" + x, required=True)
+    ap.add_argument("--load", nargs=2, required=True)
+    ap.add_argument("--cgroup", required=True)
+    for x in ("rounds", "script-bytes", "image-bytes", "parallel", "refused"):
+        ap.add_argument("--" + x, type=int, required=True)
+    ap.add_argument("--run-mib", type=int, nargs=3, required=True)
+    a = ap.parse_args()
+
+    runs = []
+    with open(a.runs) as f:
+        for line in f:
+            case, server, rnd, rc, cpu_us, client_wall, output = line.rstrip("\n").split("\t", 6)
+            o = parse_output(output)
+            mbps = o["bytes"] / o["wall_s"] / 1e6 if o["wall_s"] > 0 and rc == "0" else None
+            cpu_ms = int(cpu_us) / 1000.0 if cpu_us else None
+            runs.append({"case": case, "server": server, "round": int(rnd), "exit": int(rc),
+                         "bytes": o["bytes"], "wall_s": o["wall_s"], "MBps": mbps, "server_cpu_ms": cpu_ms,
+                         "server_cpu_ms_per_MiB": cpu_ms / (o["bytes"] / 1048576) if o["bytes"] and cpu_ms is not None else None,
+                         "transfers_ok": o["ok"], "transfers_failed": o["failed"],
+                         "p50_ms": max(o["p50_ms"], default=None), "p99_ms": max(o["p99_ms"], default=None),
+                         "max_ms": max(o["max_ms"], default=None), "errors": o["errors"][:3]})
+
+    cases = []
+    for r in runs:
+        if r["case"] not in cases:
+            cases.append(r["case"])
+    summary = {}
+    for c in cases:
+        summary[c] = {}
+        for s in NAMES:
+            rr = [r for r in runs if r["case"] == c and r["server"] == s]
+            if not rr:
+                continue
+            v = [r["MBps"] for r in rr if r["MBps"] is not None]
+            cpu = [r["server_cpu_ms_per_MiB"] for r in rr if r["server_cpu_ms_per_MiB"] is not None]
+            summary[c][s] = {
+                "runs": len(rr), "failed_runs": sum(1 for r in rr if r["exit"] != 0 or r["MBps"] is None),
+                "MBps_median": statistics.median(v) if v else None,
+                "MBps_min": min(v) if v else None, "MBps_max": max(v) if v else None,
+                "cpu_ms_per_MiB_median": statistics.median(cpu) if cpu else None,
+                "p50_ms_median": statistics.median([r["p50_ms"] for r in rr if r["p50_ms"] is not None] or [0]),
+                "p99_ms_median": statistics.median([r["p99_ms"] for r in rr if r["p99_ms"] is not None] or [0]),
+            }
+        o, p = summary[c].get("ours"), summary[c].get("peer")
+        if o and p and o["MBps_median"] and p["MBps_median"]:
+            per_round = []
+            for rnd in range(1, a.rounds + 1):
+                x = [r["MBps"] for r in runs if r["case"] == c and r["round"] == rnd and r["server"] == "ours"]
+                y = [r["MBps"] for r in runs if r["case"] == c and r["round"] == rnd and r["server"] == "peer"]
+                if x and y and x[0] and y[0]:
+                    per_round.append(x[0] / y[0])
+            summary[c]["ratio"] = o["MBps_median"] / p["MBps_median"]
+            summary[c]["ratio_per_round_min_max"] = [min(per_round), max(per_round)] if per_round else None
+
+    def med(case, server="ours"):
+        return (summary.get(case, {}).get(server) or {}).get("MBps_median")
+
+    lock = [(f, b) for f in ("script", "image") for b in (512, 1468, 8192)]
+    at_every = {f"{f}/{b}": summary.get(f"{f}/{b}/1", {}).get("ratio") for f, b in lock}
+    window = {f: (med(f"{f}/512/16") / med(f"{f}/512/1")) if med(f"{f}/512/16") and med(f"{f}/512/1") else None
+              for f in ("script", "image")}
+    targets = {
+        "tftp_ge_1x_tftpd_hpa_every_blksize": all(v is not None and v >= 1.0 for v in at_every.values()),
+        "tftp_ratios": at_every,
+        "windowsize16_ge_5x_lockstep_512": all(v is not None and v >= 5.0 for v in window.values()),
+        "windowsize16_over_lockstep_512": window,
+    }
+
+    label = {"script": f"script ({a.script_bytes / 1048576:g} MiB)",
+             "image": f"image ({a.image_bytes / 1048576:g} MiB)"}
+    md = [f"Throughput in MB/s (10^6 bytes per second of wall time, every byte checked): median of {a.rounds} rounds "
+          "and (min–max); ratio = median ours / median tftpd-hpa, with the range of the per-round ratios; "
+          "server CPU in ms per MiB served (median; tftpd-hpa with its per-transfer children).", "",
+          "| file | blksize | windowsize | ztp-runtime MB/s | tftpd-hpa MB/s | ours / tftpd-hpa [per round] | CPU ms/MiB ours / tftpd-hpa |",
+          "|---|---:|---:|---:|---:|---:|---:|"]
+    for c in cases:
+        if c.startswith("parallel"):
+            continue
+        f, b, w = c.split("/")
+        o, p = summary[c].get("ours"), summary[c].get("peer")
+
+        def cell(x):
+            if not x:
+                return "–"
+            s = f"{fmt(x['MBps_median'])} ({fmt(x['MBps_min'])}–{fmt(x['MBps_max'])})"
+            return s + (f", {x['failed_runs']} failed" if x["failed_runs"] else "")
+        ratio = summary[c].get("ratio")
+        pr = summary[c].get("ratio_per_round_min_max")
+        rtxt = f"{ratio:.2f} [{pr[0]:.2f}–{pr[1]:.2f}]" if ratio and pr else "–"
+        if w != "1":
+            lock_med = med(f"{f}/{b}/1", "peer")
+            rtxt = f"{med(c) / lock_med:.2f} (vs tftpd-hpa lockstep)" if med(c) and lock_med else "–"
+        cpu = f"{fmt((o or {}).get('cpu_ms_per_MiB_median'), 2)} / {fmt((p or {}).get('cpu_ms_per_MiB_median'), 2) if p else '–'}"
+        md.append(f"| {label[f]} | {b} | {w if w != '1' else '1 (lockstep)'} | {cell(o)} | "
+                  f"{cell(p) if p else 'no windowsize (see notes)'} | {rtxt} | {cpu} |")
+    pc = "parallel/512/1"
+    if pc in summary:
+        md += ["", f"{a.parallel} transfers of the script at once (blksize 512, each client from its own address): "
+               "aggregate MB/s (all bytes over the wall time from start to the last transfer's end), per-transfer "
+               "time p50 / p99 (ms, median over rounds), and failed runs.", "",
+               "| server | aggregate MB/s (min–max) | transfer p50 / p99 ms | CPU ms/MiB | failed runs |",
+               "|---|---:|---:|---:|---:|"]
+        for s in NAMES:
+            x = summary[pc].get(s)
+            if x:
+                md.append(f"| {NAMES[s]} | {fmt(x['MBps_median'])} ({fmt(x['MBps_min'])}–{fmt(x['MBps_max'])}) | "
+                          f"{fmt(x['p50_ms_median'])} / {fmt(x['p99_ms_median'])} | {fmt(x['cpu_ms_per_MiB_median'], 2)} | "
+                          f"{x['failed_runs']} |")
+        if summary[pc].get("ratio"):
+            pr = summary[pc]["ratio_per_round_min_max"]
+            md.append(f"\nRatio ours / tftpd-hpa: {summary[pc]['ratio']:.2f} (per round {pr[0]:.2f}–{pr[1]:.2f}).")
+
+    md += ["", "Targets (issue 5):", ""]
+    worst = min(((v, k) for k, v in at_every.items() if v is not None), default=(None, None))
+    tx = ", ".join(f"{k} {v:.2f}" if v is not None else f"{k} –" for k, v in at_every.items())
+    md.append(f"- TFTP ≥ 1.0× tftpd-hpa at every blksize: **{'met' if targets['tftp_ge_1x_tftpd_hpa_every_blksize'] else 'missed'}** "
+              f"(ratios of medians: {tx}).")
+    wx = ", ".join(f"{k} {v:.1f}×" if v is not None else f"{k} –" for k, v in window.items())
+    md.append(f"- windowsize 16 ≥ 5× lockstep at blksize 512: **{'met' if targets['windowsize16_ge_5x_lockstep_512'] else 'missed'}** "
+              f"(ztp-runtime windowsize 16 over its own lockstep: {wx}).")
+    lock512 = med("image/512/1")
+    if not targets["windowsize16_ge_5x_lockstep_512"] and lock512:
+        us = 512 / (lock512 * 1e6) * 1e6
+        md.append(f"- Why the windowsize gain is small here: in lockstep at blksize 512 ztp-runtime moved a block every "
+                  f"{us:.1f} µs (image, median), so on loopback the round trip is two wake-ups and four system calls, "
+                  "not network delay. A window saves the ACK and a wake-up per block but each block still costs a "
+                  "send and a receive on this one machine. RFC 7440's gain grows with the round-trip time of a real "
+                  "network; this kernel has no netem to emulate one, so that case is not measured.")
+    spread = [(summary[c][s]["MBps_max"] / summary[c][s]["MBps_min"], c, s) for c in cases for s in NAMES
+              if summary[c].get(s) and summary[c][s]["MBps_min"]]
+    if spread:
+        sp, c, s = max(spread)
+        if sp > 1.5:
+            md.append(f"- The machine was noisy: the widest spread was {sp:.1f}× between the slowest and fastest run "
+                      f"({NAMES[s]}, {c}). The servers alternate within each round, so the ratios (and the per-round "
+                      "ratios beside them) compare runs made under the same load; the CPU per MiB columns do not "
+                      "depend on how busy the machine was.")
+    failed = [r for r in runs if r["exit"] != 0]
+    if failed:
+        md.append(f"- {len(failed)} runs failed; first: {failed[0]['case']} against {NAMES[failed[0]['server']]}: "
+                  f"{'; '.join(failed[0]['errors']) or 'exit ' + str(failed[0]['exit'])}.")
+    if a.refused:
+        md.append(f"- ztp-runtime refused {a.refused} requests as over its transfer caps (logged).")
+
+    with open(a.tools) as f:
+        tools = dict(l.rstrip("\n").split("\t", 1) for l in f if l.strip())
+    with open(a.commands) as f:
+        commands = [l.rstrip("\n") for l in f if l.strip()]
+    doc = {
+        "title": "TFTP: ztp-runtime against tftpd-hpa",
+        "date": a.date, "tools": tools, "commands": commands,
+        "commands_note": "$W is the scratch directory (the tree: bench/lib/files_tree.sh), $NS the network namespace "
+                         "made for the run.",
+        "notes": [
+            f"{a.rounds} rounds; in each, ztp-runtime and tftpd-hpa run every case one after the other (ztp-runtime "
+            "first in odd rounds, tftpd-hpa first in even ones). Both servers run for the whole benchmark, each on "
+            "its own address of one network namespace's loopback; the client (bench/lib/tftp_client.rs) runs in the "
+            "same namespace and shares the machine's CPUs with the server.",
+            "The client asks for tsize and blksize (and windowsize when above 1), acknowledges every windowsize "
+            "blocks, checks each block against the local file and fails on any difference or short file. "
+            f"Each run transfers the file in a row until it has moved {a.run_mib[0]}, {a.run_mib[1]} or {a.run_mib[2]} MiB "
+            "(blksize 512, 1468, 8192); the figure is those bytes over the summed transfer times.",
+            "ztp-runtime grants at most 64 KiB of data per window (its OACK says so), so at blksize 8192 a request "
+            "for windowsize 16 gets 8: a larger burst overflows a client's default 208 KiB UDP receive buffer.",
+            "tftpd-hpa 5.2 implements blksize and tsize but not windowsize (RFC 7440): it ignores the option and "
+            "sends in lockstep, so windowsize 16 is run against ztp-runtime only; its ratio column compares it with "
+            "tftpd-hpa's lockstep figure at the same blksize.",
+            "Server CPU is user + system time from a cpuacct cgroup made for each server (every thread, and every "
+            "process tftpd-hpa forks)" + ("." if a.cgroup == "yes" else ": not available on this machine, so not shown."),
+            f"Load average (1/5/15 min) before: {a.load[0]}; after: {a.load[1]}. The machine is shared with other "
+            "work (compilers, tests): treat single figures as rough and compare within a round.",
+        ],
+        "runs": runs, "summary": summary, "targets": targets,
+    }
+    with open(a.json, "w") as f:
+        json.dump(doc, f, indent=1)
+    with open(a.md, "w") as f:
+        f.write("\n".join(md) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+//! A generation loaded from an artifact directory keeps its shared top-level files in
+//! memory and the rest on disk behind the descriptors it checked them through: the old
+//! bytes are still served over HTTP (whole and by Range) and TFTP after the directory is
+//! deleted (as `ztpc build` deletes the tree it replaced), and a swap serves the new ones.
+
+// Tests may unwrap (clippy.toml allows it in #[test] fns; the helpers here too).
+#![allow(clippy::unwrap_used)]
+
+#[path = "files_support.rs"]
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use support::*;
+use ztp_runtime::generation::{Data, Generation, MEMORY_BUDGET, Served};
+use ztp_runtime::state::State;
+
+/// `ztpc build` of a dc1 copy (a 2 MB custom script: over the memory budget) into `out`.
+fn build_dir(src: &Path, out: &Path, seed: u64) {
+    let dir = dc1_copy(src, 2_000_000, 1000, seed);
+    let text = std::fs::read_to_string(dir.join("fabric.kdl")).unwrap();
+    let env_text = std::fs::read_to_string(dir.join("demo.env")).unwrap();
+    let vars = ztpc::cli::parse_env_file(&env_text);
+    let env = move |k: &str| vars.get(k).cloned();
+    let host = ztpc::Host { base_dir: dir.clone(), env: &env };
+    let opts = ztpc::BuildOptions { fabric_dir_from_out: dir.display().to_string() };
+    let o = ztpc::build(&text, &host, &opts).unwrap();
+    assert!(!o.diagnostics.has_errors());
+    ztpc::emit::emit(&o.artifacts.unwrap(), out).unwrap();
+}
+
+fn kept_on_disk(g: &Generation, path: &str) -> bool {
+    match g.get(path).unwrap() {
+        Served::Tree(f) => matches!(f.data(), Data::Disk(..)),
+        Served::Image(_) => panic!("{path} is not a tree file"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_on_disk_outlive_their_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (out_a, out_b) = (tmp.path().join("out-a"), tmp.path().join("out-b"));
+    build_dir(&tmp.path().join("src-a"), &out_a, 1);
+    build_dir(&tmp.path().join("src-b"), &out_b, 2);
+    let a = Generation::load_dir(&out_a).unwrap();
+    let want_a = std::fs::read(out_a.join("tftp").join(BIG_TREE)).unwrap();
+    let ztp_a = std::fs::read(out_a.join("tftp/ztp.json")).unwrap();
+    assert!(want_a.len() as u64 > MEMORY_BUDGET);
+    assert!(kept_on_disk(&a, BIG_TREE), "a file over the budget is kept on disk");
+    assert!(!kept_on_disk(&a, "ztp.json"), "shared top-level files stay in memory");
+    assert!(tree_bytes(&a, BIG_TREE) == want_a);
+
+    let state = State::new(a);
+    let (http, tftp) = (start_http(Arc::clone(&state)).await, start_tftp(Arc::clone(&state)).await);
+    std::fs::remove_dir_all(&out_a).unwrap();
+
+    let target = format!("/{BIG_TREE}");
+    let got = tokio::task::spawn_blocking(move || {
+        let whole = http_raw(http, "GET", target.as_bytes(), &[]);
+        let part = http_raw(http, "GET", target.as_bytes(), &["Range: bytes=1000000-1000099"]);
+        let ztp = http_raw(http, "GET", b"/ztp.json", &[]);
+        let t = tftp_read(tftp, BIG_TREE.as_bytes(), Some(1468), || ());
+        (whole, part, ztp, t)
+    })
+    .await
+    .unwrap();
+    let (whole, part, ztp, t) = got;
+    assert_eq!(whole.status, 200);
+    assert!(whole.body == want_a, "HTTP: the deleted directory's bytes, whole");
+    assert_eq!(part.status, 206);
+    assert!(part.body == want_a[1_000_000..1_000_100], "HTTP: a range of them");
+    assert!(ztp.body == ztp_a);
+    assert!(t.unwrap() == want_a, "TFTP: the deleted directory's bytes");
+
+    // A reload to another directory serves its bytes.
+    let want_b = std::fs::read(out_b.join("tftp").join(BIG_TREE)).unwrap();
+    assert!(want_b != want_a);
+    state.swap(Generation::load_dir(&out_b).unwrap());
+    let target = format!("/{BIG_TREE}");
+    let (whole, t) = tokio::task::spawn_blocking(move || {
+        (http_raw(http, "GET", target.as_bytes(), &[]), tftp_read(tftp, BIG_TREE.as_bytes(), None, || ()))
+    })
+    .await
+    .unwrap();
+    assert!(whole.body == want_b && t.unwrap() == want_b, "after the swap: the new bytes");
+}
