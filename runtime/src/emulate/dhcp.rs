@@ -36,9 +36,18 @@ impl Lease {
     }
 }
 
-/// How long one exchange may take in all, and per answer.
-const ANSWER_WAIT: Duration = Duration::from_secs(2);
-const TRIES: u32 = 4;
+/// How long to wait for each answer before sending again: doubling, as RFC 2131 §4.1
+/// has clients back off (from 2 s rather than 4, so a rehearsal fails faster when no
+/// server answers at all). Switches keep retrying for minutes; a boot storm of 1,000
+/// devices on a small server needs more than a few seconds of patience (62 s in all).
+const ANSWER_WAITS: [Duration; 5] = [
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+    Duration::from_secs(8),
+    Duration::from_secs(16),
+    Duration::from_secs(32),
+];
+const TRIES: usize = ANSWER_WAITS.len();
 /// Several emulated devices behind one relay take turns on GIADDR:67.
 const PORT_WAIT: Duration = Duration::from_secs(120);
 
@@ -109,10 +118,10 @@ fn ask(
     let bytes = m.to_vec().map_err(|e| format!("cannot encode the request: {e}"))?;
     sock.set_read_timeout(Some(Duration::from_millis(200))).map_err(|e| e.to_string())?;
     let mut buf = [0u8; 1500];
-    for _ in 0..TRIES {
+    for wait in ANSWER_WAITS {
         sock.send_to(&bytes, SocketAddrV4::new(server, 67))
             .map_err(|e| format!("cannot send to {server}:67: {e}"))?;
-        let until = Instant::now() + ANSWER_WAIT;
+        let until = Instant::now() + wait;
         while Instant::now() < until {
             let n = match sock.recv_from(&mut buf) {
                 Ok((n, _)) => n,
