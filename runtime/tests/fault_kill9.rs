@@ -14,7 +14,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +24,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use dhcproto::v4::{self, DhcpOption, MessageType};
 use dhcproto::{Decodable, Decoder, Encodable, Encoder};
 use ztp_runtime::dhcp::leases::{ClientKey, LeaseState, LeaseView};
+
+#[path = "listening_support.rs"]
+mod listening;
 
 const ROUNDS: usize = 20;
 /// New clients per round at most, so 20 rounds stay far inside the pool.
@@ -72,30 +75,8 @@ impl Runtime {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-                if v["fields"]["message"] == "listening" {
-                    let svc = v["fields"]["service"].as_str().unwrap_or_default().to_string();
-                    let addr = v["fields"]["address"].as_str().unwrap_or_default().to_string();
-                    let _ = tx.send((svc, addr));
-                }
-            }
-        });
-        let (mut dhcp, mut http) = (None, None);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while dhcp.is_none() || http.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let (svc, addr) = rx.recv_timeout(left).expect("the runtime did not log its listeners");
-            match svc.as_str() {
-                "dhcp" => dhcp = addr.parse().ok(),
-                "http" => http = addr.parse().ok(),
-                _ => {}
-            }
-        }
-        Runtime { child, dhcp: dhcp.unwrap(), http: http.unwrap() }
+        let addrs = listening::listening(&mut child, 3);
+        Runtime { child, dhcp: addrs["dhcp"], http: addrs["http"] }
     }
 
     fn kill9(&mut self) {

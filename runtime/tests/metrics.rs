@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used)] // test helpers: a failed step should stop the test loudly
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 use dhcproto::v4::{self, DhcpOption, MessageType};
 use dhcproto::{Encodable, Encoder};
+
+#[path = "listening_support.rs"]
+mod listening;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
@@ -65,23 +68,7 @@ fn start(artifacts: &Path, state: &Path) -> Runtime {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            if v["fields"]["message"] == "listening" {
-                let service = v["fields"]["service"].as_str().unwrap_or_default().to_string();
-                let addr = v["fields"]["address"].as_str().unwrap_or_default().to_string();
-                let _ = tx.send((service, addr));
-            }
-        }
-    });
-    let mut addrs = HashMap::new();
-    while addrs.len() < 3 {
-        let (s, a) = rx.recv_timeout(Duration::from_secs(20)).expect("runtime did not log its addresses");
-        addrs.insert(s, a.parse().unwrap());
-    }
+    let addrs = listening::listening(&mut child, 3);
     let rt = Runtime { child, addrs };
     wait_for(|| get(rt.addr("http"), "/healthz").0 == 200, "healthz 200");
     rt

@@ -5,7 +5,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 use dhcproto::v4::{self, DhcpOption, MessageType};
 use dhcproto::{Encodable, Encoder};
+
+#[path = "listening_support.rs"]
+mod listening;
 
 pub const TOKEN: &str = "web-test-admin-token";
 pub const IMAGE_LEN: usize = 32 * 1024 * 1024;
@@ -89,23 +92,7 @@ pub fn start_with(artifacts: &Path, state: &Path, extra: &[&str], services: usiz
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            if v["fields"]["message"] == "listening" {
-                let service = v["fields"]["service"].as_str().unwrap_or_default().to_string();
-                let addr = v["fields"]["address"].as_str().unwrap_or_default().to_string();
-                let _ = tx.send((service, addr));
-            }
-        }
-    });
-    let mut addrs = HashMap::new();
-    while addrs.len() < services {
-        let (s, a) = rx.recv_timeout(Duration::from_secs(20)).expect("runtime did not log its addresses");
-        addrs.insert(s, a.parse().unwrap());
-    }
+    let addrs = listening::listening(&mut child, services);
     let rt = Runtime { child, addrs };
     wait_for(|| request(rt.addr("http"), None, "GET", "/healthz", "").0 == 200, "healthz 200");
     rt

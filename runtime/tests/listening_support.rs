@@ -1,0 +1,35 @@
+//! The runtime's listener addresses, read from its JSON log (included with `#[path]`; as
+//! its own test target it holds no tests). With `--log-format json` every listener logs
+//! `listening` with its service and bound address, so tests can bind port 0.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+/// Take `child`'s stderr (piped) and wait for `services` listeners to log their address.
+/// A thread keeps reading stderr afterwards, so the pipe never fills and blocks the child.
+pub fn listening(child: &mut Child, services: usize) -> HashMap<String, SocketAddr> {
+    let stderr = child.stderr.take().expect("the runtime's stderr must be piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if v["fields"]["message"] == "listening" {
+                let service = v["fields"]["service"].as_str().unwrap_or_default().to_string();
+                let addr = v["fields"]["address"].as_str().unwrap_or_default().to_string();
+                let _ = tx.send((service, addr));
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut addrs = HashMap::new();
+    while addrs.len() < services {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (s, a) = rx.recv_timeout(left).expect("the runtime did not log its listeners' addresses");
+        addrs.insert(s, a.parse().unwrap());
+    }
+    addrs
+}
