@@ -227,11 +227,24 @@ fn finish(c: &Common, text: &str, mut out: Outcome, dest: Option<&Path>) -> Exit
     );
     match (dest, &out.artifacts) {
         (Some(dir), Some(artifacts)) => {
-            if let Err(e) = emit::emit(artifacts, dir) {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
+            let done = match emit::emit(artifacts, dir) {
+                Ok(done) => done,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if done.unchanged == 0 {
+                println!("{summary}; {} files written to {}", done.written, dir.display());
+            } else {
+                println!(
+                    "{summary}; {} files in {}: {} written, {} unchanged since the last build",
+                    artifacts.len(),
+                    dir.display(),
+                    done.written,
+                    done.unchanged
+                );
             }
-            println!("{summary}; {} files written to {}", artifacts.len(), dir.display());
         }
         _ => println!("{summary}; ok"),
     }

@@ -110,3 +110,98 @@ fn help_explains_each_subcommand_with_an_example() {
     }
     assert!(s(&ztpc(&["--help"]).stdout).contains("Exit codes"));
 }
+
+/// Every regular file under `dir`, by path relative to it: (bytes, mode, inode).
+fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, (Vec<u8>, u32, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut files = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).expect("ls").flatten() {
+            let meta = e.metadata().expect("meta");
+            if meta.is_dir() {
+                todo.push(e.path());
+            } else {
+                let rel = e.path().strip_prefix(dir).expect("under").to_path_buf();
+                files.insert(rel, (std::fs::read(e.path()).expect("read"), meta.mode() & 0o7777, meta.ino()));
+            }
+        }
+    }
+    files
+}
+
+/// Bytes and modes only, to compare a rebuilt tree with a fresh one.
+fn contents(dir: &Path) -> Vec<(PathBuf, Vec<u8>, u32)> {
+    tree(dir).into_iter().map(|(p, (b, m, _))| (p, b, m)).collect()
+}
+
+#[test]
+fn rebuild_rewrites_only_what_changed_and_equals_a_fresh_build() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let fabric_dir = tmp.path().join("lab");
+    std::fs::create_dir_all(fabric_dir.join("secrets")).expect("mkdir");
+    let lab = root().join("examples/lab");
+    for rel in ["fabric.kdl", "secrets/root-password", "secrets/device-password"] {
+        if lab.join(rel).exists() {
+            std::fs::copy(lab.join(rel), fabric_dir.join(rel)).expect("copy");
+        }
+    }
+    let fabric = fabric_dir.join("fabric.kdl");
+    let out = tmp.path().join("out");
+    let build =
+        |to: &Path| ztpc(&["build", fabric.to_str().expect("utf8"), "-o", to.to_str().expect("utf8")]);
+    let o = build(&out);
+    assert_eq!(o.status.code(), Some(0), "{}", s(&o.stderr));
+    let first = tree(&out);
+
+    // The same fabric again: every file is kept, none written.
+    let o = build(&out);
+    assert_eq!(o.status.code(), Some(0), "{}", s(&o.stderr));
+    assert!(s(&o.stdout).contains(&format!("0 written, {} unchanged", first.len())), "{}", s(&o.stdout));
+    let same = tree(&out);
+    for (rel, (_, _, ino)) in &first {
+        assert_eq!(same[rel].2, *ino, "{} was rewritten although nothing changed", rel.display());
+    }
+
+    // One device's address changes: its script and the files that list it are written,
+    // the other devices' scripts keep their inodes.
+    let text = std::fs::read_to_string(&fabric).expect("read");
+    assert!(text.contains("\"10.99.0.11\""));
+    std::fs::write(&fabric, text.replace("\"10.99.0.11\"", "\"10.99.0.31\"")).expect("write");
+    // A hand edit in the output (same length, other bytes) and a changed mode must not survive.
+    let hand = out.join("tftp/devices/leaf4.sh");
+    let mut bytes = std::fs::read(&hand).expect("read");
+    bytes[0] ^= 1;
+    std::fs::write(&hand, &bytes).expect("write");
+    std::fs::set_permissions(out.join("tftp/devices/leaf3.sh"), std::fs::Permissions::from_mode(0o777))
+        .expect("chmod");
+    let o = build(&out);
+    assert_eq!(o.status.code(), Some(0), "{}", s(&o.stderr));
+    let after = tree(&out);
+    let rewritten: Vec<String> = after
+        .iter()
+        .filter(|(rel, (_, _, ino))| first.get(*rel).map(|f| f.2) != Some(*ino))
+        .map(|(rel, _)| rel.display().to_string())
+        .collect();
+    for must in [
+        "tftp/devices/spine1.sh",
+        "dhcpd.conf",
+        "kea-dhcp4.json",
+        "tftp/devices/leaf4.sh",
+        "tftp/devices/leaf3.sh",
+    ] {
+        assert!(rewritten.contains(&must.to_string()), "{must} not rewritten: {rewritten:?}");
+    }
+    for kept in ["tftp/devices/spine2.sh", "tftp/devices/leaf1.sh", "tftp/ztp-eos.sh"] {
+        assert!(!rewritten.contains(&kept.to_string()), "{kept} rewritten although unchanged");
+    }
+    assert!(
+        s(&o.stdout).contains(&format!("{} written", rewritten.len())),
+        "summary {} vs rewritten {rewritten:?}",
+        s(&o.stdout)
+    );
+    // And the result is byte for byte, mode for mode, what a fresh build writes.
+    let fresh = tmp.path().join("fresh");
+    assert_eq!(build(&fresh).status.code(), Some(0));
+    assert_eq!(contents(&out), contents(&fresh));
+}
