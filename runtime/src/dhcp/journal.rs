@@ -196,9 +196,8 @@ fn writer(mut journal: Journal, mut rx: mpsc::Receiver<Job>, sock: &UdpSocket) {
             continue;
         }
         for job in jobs.drain(..) {
-            let Job::Batch(b) = job else { continue };
-            for (bytes, dest, fallback) in b.replies {
-                send(sock, &bytes, dest, fallback);
+            if let Job::Batch(b) = job {
+                send_all(sock, &b.replies);
             }
         }
     }
@@ -217,6 +216,37 @@ fn write_jobs(j: &mut Journal, jobs: &[Job]) -> io::Result<()> {
         }
     }
     j.append(&pending)
+}
+
+/// Send a batch's replies with as few system calls as the kernel takes (sendmmsg, up to
+/// 64 datagrams a call); a datagram it refuses goes through [`send`], which knows the
+/// fallbacks, and the rest follow in the next call.
+pub fn send_all(sock: &UdpSocket, replies: &[(Vec<u8>, SocketAddr, Option<SocketAddr>)]) {
+    use rustix::net::addr::SocketAddrArg;
+    use rustix::net::{MMsgHdr, SendAncillaryBuffer, SendFlags, SocketAddrAny, sendmmsg};
+    for chunk in replies.chunks(64) {
+        let addrs: Vec<SocketAddrAny> = chunk.iter().map(|(_, dest, _)| dest.as_any()).collect();
+        let iovs: Vec<[io::IoSlice<'_>; 1]> = chunk.iter().map(|(b, _, _)| [io::IoSlice::new(b)]).collect();
+        let mut controls: Vec<SendAncillaryBuffer<'_, '_, '_>> =
+            chunk.iter().map(|_| SendAncillaryBuffer::default()).collect();
+        let mut msgs: Vec<MMsgHdr<'_>> = addrs
+            .iter()
+            .zip(&iovs)
+            .zip(controls.iter_mut())
+            .map(|((a, iov), c)| MMsgHdr::new_with_addr(a, iov, c))
+            .collect();
+        let mut done = 0;
+        while done < chunk.len() {
+            match sendmmsg(sock, &mut msgs[done..], SendFlags::empty()) {
+                Ok(n) if n > 0 => done += n,
+                _ => {
+                    let (bytes, dest, fallback) = &chunk[done];
+                    send(sock, bytes, *dest, *fallback);
+                    done += 1;
+                }
+            }
+        }
+    }
 }
 
 /// Send a reply from the writer thread. The socket is non-blocking (it is the receive
@@ -289,6 +319,30 @@ fn fnv1a(b: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every reply of a batch arrives, in order, across sendmmsg calls (chunks of 64),
+    /// and one the kernel refuses (port 0) neither stops nor reorders the rest.
+    #[test]
+    fn a_batch_of_replies_all_arrive_in_order() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.set_nonblocking(true).unwrap();
+        let to = rx.local_addr().unwrap();
+        let bad: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut replies: Vec<(Vec<u8>, SocketAddr, Option<SocketAddr>)> = (0..150u32)
+            .map(|i| (format!("reply {i}").into_bytes().repeat(1 + i as usize % 5), to, None))
+            .collect();
+        replies.insert(70, (b"nowhere".to_vec(), bad, None));
+        send_all(&tx, &replies);
+        let mut buf = [0u8; 2048];
+        for (want, dest, _) in replies.iter().filter(|r| r.1 != bad) {
+            let (n, _) = rx.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n], want.as_slice(), "to {dest}");
+        }
+        rx.set_nonblocking(true).unwrap();
+        assert!(rx.recv_from(&mut buf).is_err(), "nothing more than the batch");
+    }
 
     #[test]
     fn lines_round_trip_and_torn_lines_are_refused() {
