@@ -297,12 +297,19 @@ def render(doc, json_path, md_path):
         drops = sum(x["drops"] for x in rr)
         srv = sum(x.get("server_socket_drops") or 0 for x in rr)
         cli = sum(x["rcvbuf_overflows"] for x in rr) - srv
-        lost.append(f"{doc['servers'][s]}: {drops:,} dropped, {srv:,} of them in the server's socket, "
-                    f"{max(cli, 0):,} in perfdhcp's")
+        other = drops - srv - max(cli, 0)
+        lost.append(f"{doc['servers'][s]}: {drops:,} dropped, {srv:,} overflowed the server's socket, "
+                    f"{max(cli, 0):,} perfdhcp's" + (f", {other:,} neither (lost inside the server, e.g. a full "
+                                                      "packet queue, or never answered)" if other > 0 else ""))
     if lost:
         md += ["", "Where the drops happened, over all runs (perfdhcp's drops; the namespace's UDP receive-buffer "
                "overflows split into the server socket's, from ss -m, and the rest, perfdhcp's own socket): "
                + "; ".join(lost) + "."]
+    load = doc.get("load_average_before_after")
+    if load:
+        md += ["", f"Load average (1/5/15 min) before the run: {load[0]}; after: {load[1]}. Other work shares the "
+               "machine's 2 CPUs; perfdhcp does too, and a perfdhcp starved of CPU overflows its own socket, so "
+               "on a busy machine the clean rates measure the machine as much as the servers."]
     md += ["", "Targets (judged on the conservative figures):", ""]
     if ours_c and kea_c:
         q = ours_c / kea_c
