@@ -86,7 +86,9 @@ def main():
     runs = []
     with open(a.runs) as f:
         for line in f:
-            s, rate, rnd, rc, cpu_ms, hwm, threads, path = line.rstrip("\n").split("\t")
+            f = line.rstrip("\n").split("\t")
+            s, rate, rnd, rc, cpu_ms, hwm, threads, path = f[:8]
+            rcvbuf, server_sock = (f[8:10] + ["", ""])[:2]
             p = parse(path)
             do, ra = p["exchanges"].get("DISCOVER-OFFER", {}), p["exchanges"].get("REQUEST-ACK", {})
             acks = ra.get("received_packets", 0)
@@ -99,6 +101,9 @@ def main():
                 "drop_pct": 100.0 * (do.get("drops", 0) + ra.get("drops", 0)) / max(1, do.get("sent_packets", 0) + ra.get("sent_packets", 0)),
                 "acks_per_s": acks / a.duration,
                 "server_cpu_us_per_exchange": (int(cpu_ms) * 1000.0 / acks) if acks else None,
+                # Receive-buffer overflows in the namespace (any socket), and the server socket's.
+                "rcvbuf_overflows": int(rcvbuf) if rcvbuf.strip() else None,
+                "server_socket_drops": int(server_sock) if server_sock.strip() else None,
             }
             for ex, vals in p["latency"].items():
                 v = sorted(vals)
@@ -284,6 +289,27 @@ def render(doc, json_path, md_path):
             cells.append(f"{st['drop_pct_median']:.2f} % ({st['drop_pct_min']:.2f}–{st['drop_pct_max']:.2f}), "
                          f"{st['acks_per_s_median']:,.0f}/s{mark}")
         md.append(f"| {r:,} | " + " | ".join(cells) + " |")
+    lost = []
+    for s in servers:
+        rr = [x for x in doc["runs"] if x["server"] == s and x.get("rcvbuf_overflows") is not None]
+        if not rr:
+            continue
+        drops = sum(x["drops"] for x in rr)
+        srv = sum(x.get("server_socket_drops") or 0 for x in rr)
+        cli = sum(x["rcvbuf_overflows"] for x in rr) - srv
+        other = drops - srv - max(cli, 0)
+        lost.append(f"{doc['servers'][s]}: {drops:,} dropped, {srv:,} overflowed the server's socket, "
+                    f"{max(cli, 0):,} perfdhcp's" + (f", {other:,} neither (lost inside the server, e.g. a full "
+                                                      "packet queue, or never answered)" if other > 0 else ""))
+    if lost:
+        md += ["", "Where the drops happened, over all runs (perfdhcp's drops; the namespace's UDP receive-buffer "
+               "overflows split into the server socket's, from ss -m, and the rest, perfdhcp's own socket): "
+               + "; ".join(lost) + "."]
+    load = doc.get("load_average_before_after")
+    if load:
+        md += ["", f"Load average (1/5/15 min) before the run: {load[0]}; after: {load[1]}. Other work shares the "
+               "machine's 2 CPUs; perfdhcp does too, and a perfdhcp starved of CPU overflows its own socket, so "
+               "on a busy machine the clean rates measure the machine as much as the servers."]
     md += ["", "Targets (judged on the conservative figures):", ""]
     if ours_c and kea_c:
         q = ours_c / kea_c

@@ -25,6 +25,9 @@ def parse_wrk(text):
     out["socket_errors"] = sum(int(x) for x in m.groups()) if m else 0
     m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     out["non_2xx"] = int(m.group(1)) if m else 0
+    m = re.search(r"client-cpu-s ([\d.]+) ([\d.]+)", text)
+    if m:
+        out["client_cpu_s"] = float(m.group(1)) + float(m.group(2))
     return out
 
 
@@ -71,6 +74,8 @@ def main():
                 r["server_cpu_ms_per_GiB"] = cpu_s * 1000 / (r["bytes"] / 1024 ** 3)
             if case == "script" and r.get("requests") and cpu_s is not None:
                 r["server_cpu_us_per_request"] = cpu_s * 1e6 / r["requests"]
+            if case == "script" and r.get("requests") and r.get("client_cpu_s") is not None:
+                r["client_cpu_us_per_request"] = r["client_cpu_s"] * 1e6 / r["requests"]
             runs.append(r)
 
     cases = ["image", "image100", "script"]
@@ -144,6 +149,21 @@ def main():
             md.append(f"- The machine was noisy: the widest spread was {sp:.1f}× between the slowest and fastest run "
                       f"({NAMES[s]}, {c}). The servers alternate within each round, so the ratios (and the per-round "
                       "ratios) compare runs made under the same load; CPU per unit of work depends less on it.")
+    # The bound on the small-file ratio: server and wrk share 2 CPUs, so when the CPUs are
+    # the limit, requests/s ≈ 2 CPUs / (server + client CPU per request).
+    def med(server, key):
+        v = [r[key] for r in runs if r["case"] == "script" and r["server"] == server and r.get(key) is not None]
+        return statistics.median(v) if v else None
+    so, sp = med("ours", "server_cpu_us_per_request"), med("peer", "server_cpu_us_per_request")
+    co, cp = med("ours", "client_cpu_us_per_request"), med("peer", "client_cpu_us_per_request")
+    if so and sp and co and cp:
+        need = (sp + cp) / 2 - co
+        summary["script"]["cpu_bound"] = {"server_us": [so, sp], "client_us": [co, cp], "ours_needed_for_2x_us": need}
+        md.append(f"- What bounds the small-file ratio: per request, ztp-runtime used {so:.1f} µs of CPU and nginx "
+                  f"{sp:.1f} µs, and wrk itself {co:.1f} µs against ours and {cp:.1f} µs against nginx, on the same 2 "
+                  f"CPUs. With the CPUs the limit, requests/s ≈ 2 CPUs / (server + client µs), so 2× nginx needs ours "
+                  f"at ≤ {need:.1f} µs per request" + (" — less than nothing: out of reach on this machine whatever "
+                  "the server does." if need <= 0 else f", {so / need:.1f}× less than now."))
     failed = [r for r in runs if r["value"] is None]
     if failed:
         md.append(f"- {len(failed)} runs failed (see `bench/results/http.log`); first: {failed[0]['case']} against "
@@ -164,8 +184,10 @@ def main():
             "on their own address of one namespace's loopback; curl and wrk run in the same namespace and share the "
             "machine's 2 CPUs with the server, so the client's own cost is part of every figure.",
             "nginx: sendfile on, tcp_nopush on, access_log off, keepalive_requests 100000, worker_processes auto "
-            "(one per CPU), the stock mime.types; no open_file_cache. ztp-runtime: its defaults (tree files from "
-            "memory, images streamed from disk; every GET filed into the device event log).",
+            "(one per CPU), the stock mime.types; no open_file_cache: per request nginx opens, stats, sendfiles and "
+            "closes the file and logs nothing. ztp-runtime: its defaults (tree files from memory, images streamed "
+            "from disk); per request it also files a device event (a row in its SQLite store, written in batches "
+            "by one writer off the request path) and counts the request in /metrics.",
             "Before timing, each server's copy of the image and of the script was downloaded and compared byte for "
             "byte with the file. wrk counts bytes of unfinished downloads too, so the 100-download figure is the "
             "aggregate rate over the run; its errors column counts socket errors and non-2xx answers.",

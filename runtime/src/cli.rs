@@ -173,6 +173,10 @@ pub async fn run(cli: Cli) -> Result<(), String> {
     tokio::select! {
         _ = stop => {
             tracing::info!("stopping: signal received");
+            // Device events still queued go to the store before the process ends.
+            if tokio::time::timeout(Duration::from_secs(5), events.flush()).await.is_err() {
+                tracing::warn!("stopping: device events not all recorded within 5 s");
+            }
             Ok(())
         }
         Some(done) = tasks.join_next() => match done {

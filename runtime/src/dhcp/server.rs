@@ -1,17 +1,19 @@
 //! The DHCP socket: receive, decide with [`reply`](crate::dhcp::reply::reply), and send
 //! per RFC 2131 §4.1, with pool leases committed in batches before their ACKs leave.
 //!
-//! Two tasks. The receive loop owns the lease table: it answers each packet at once
-//! (OFFER, NAK, INFORM and reserved-address ACKs need nothing on disk) and queues the
-//! ACKs of pool leases with their journal records. After each burst (whatever the socket
-//! already holds, up to [`MAX_BURST`]) it hands the queue to the commit task, which
-//! appends all queued records with one fdatasync and only then sends those ACKs. The
+//! A task and a thread. The receive loop owns the lease table: it answers each packet at
+//! once (OFFER, NAK, INFORM and reserved-address ACKs need nothing on disk) and queues
+//! the ACKs of pool leases with their journal records. After each burst (whatever the
+//! socket already holds, up to [`MAX_BURST`]) it hands the queue to the journal's writer
+//! thread ([`journal::spawn_writer`]), which appends all queued records with one
+//! fdatasync and only then sends those ACKs. The
 //! receive loop goes on meanwhile, so a sync never stalls the socket, and under load
 //! one sync covers many ACKs. The table is updated when the decision is made, so a
 //! lease waiting for its sync is already taken for every later packet.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -21,8 +23,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::dhcp::config::Config;
-use crate::dhcp::journal::{self, Journal};
-use crate::dhcp::leases::{LeaseTable, Record};
+use crate::dhcp::journal::{self, Batch, Job};
+use crate::dhcp::leases::LeaseTable;
 use crate::dhcp::reply::{self, Decision, Request};
 use crate::dhcp::{addressing, ratelimit, wire};
 use crate::events::{Event, Sink};
@@ -68,7 +70,7 @@ pub async fn serve_with_events(
     let sock = Arc::new(socket(listen, interface)?);
     let bound = sock.local_addr()?;
     let (tx, rx) = mpsc::channel(QUEUE);
-    tokio::spawn(commit(journal, rx, sock.clone()));
+    journal::spawn_writer(journal, rx, std::net::UdpSocket::from(sock.as_fd().try_clone_to_owned()?))?;
     let local = match bound.ip() {
         IpAddr::V4(a) => a,
         IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
@@ -82,19 +84,6 @@ pub async fn serve_with_events(
 
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
-enum Job {
-    /// Make these records durable, then send these replies.
-    Batch(Batch),
-    /// Rewrite the journal as this snapshot.
-    Compact(Vec<Record>),
-}
-
-#[derive(Default)]
-struct Batch {
-    records: Vec<Record>,
-    replies: Vec<(Vec<u8>, SocketAddr, Option<SocketAddr>)>,
 }
 
 struct Loop {
@@ -204,60 +193,6 @@ impl Loop {
         }
         send(&self.sock, &self.out, dest, fallback).await;
     }
-}
-
-/// Make queued records durable, then send the ACKs that waited for them. Jobs already
-/// waiting are taken together: one sync for all of them.
-async fn commit(journal: Journal, mut rx: mpsc::Receiver<Job>, sock: Arc<UdpSocket>) {
-    let mut journal = Some(journal);
-    while let Some(first) = rx.recv().await {
-        let mut jobs = vec![first];
-        while let Ok(j) = rx.try_recv() {
-            jobs.push(j);
-        }
-        let Some(mut j) = journal.take() else { return };
-        let done = tokio::task::spawn_blocking(move || {
-            let r = write(&mut j, &jobs);
-            (j, jobs, r)
-        })
-        .await;
-        let (j, jobs, result) = match done {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::error!(error = %e, "DHCP lease journal task failed; DHCP stops acknowledging");
-                return;
-            }
-        };
-        journal = Some(j);
-        crate::storage::STORAGE.record("dhcp lease journal", &result);
-        if let Err(e) = result {
-            // Not durable, so not acknowledged: the clients retry and, the table
-            // holding their leases, get the same addresses once the disk recovers.
-            tracing::error!(error = %e, "DHCP lease journal write failed; ACKs withheld");
-            continue;
-        }
-        for job in jobs {
-            let Job::Batch(b) = job else { continue };
-            for (bytes, dest, fallback) in b.replies {
-                send(&sock, &bytes, dest, fallback).await;
-            }
-        }
-    }
-}
-
-fn write(j: &mut Journal, jobs: &[Job]) -> io::Result<()> {
-    let mut pending: Vec<Record> = Vec::new();
-    for job in jobs {
-        match job {
-            Job::Batch(b) => pending.extend_from_slice(&b.records),
-            Job::Compact(snap) => {
-                j.append(&pending)?;
-                pending.clear();
-                j.compact(snap)?;
-            }
-        }
-    }
-    j.append(&pending)
 }
 
 /// One line per exchange: debug, an ACK at info, a decline at warn.
