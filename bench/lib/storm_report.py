@@ -96,6 +96,9 @@ def main():
             "Each emulated device runs its NOS's real script (bash or Python, curl, crypt) on this "
             "machine's %d CPUs, so the time to all-completed measures the emulators as much as the "
             "runtime; the runtime's own cost shows in its peak RSS and in zero errors." % (os.cpu_count() or 0),
+            "The devices run under SCHED_IDLE (chrt --idle 0), so the runtime gets the CPU it asks for, as on "
+            "a server of its own; each device's bridge port is isolated and has a permanent neighbour entry for "
+            "the server, as on a segment of its own behind its relay (see bench/storm).",
             "Machine load before/after: %s / %s." % (a.load[0], a.load[1]),
         ],
         "cpus": os.cpu_count(),
