@@ -22,14 +22,15 @@ fn function(script: &str, name: &str) -> String {
 /// An HTTP server on loopback answering 503 to the first `fail_first` requests, 202
 /// with a small JSON body to the rest; counts the requests.
 fn server(fail_first: usize) -> (u16, Arc<AtomicUsize>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let port = l.local_addr().expect("local address").port();
     let seen = Arc::new(AtomicUsize::new(0));
     let count = seen.clone();
     std::thread::spawn(move || {
         for conn in l.incoming() {
             let Ok(mut c) = conn else { continue };
-            let mut r = BufReader::new(c.try_clone().unwrap());
+            let Ok(reader) = c.try_clone() else { continue };
+            let mut r = BufReader::new(reader);
             let mut len = 0;
             loop {
                 let mut line = String::new();
