@@ -8,9 +8,13 @@
 //! - blksize up to 65464 (RFC 2348's maximum) and windowsize up to [`MAX_WINDOW`]: the
 //!   server holds one window of blocks per transfer, so these two bound its memory
 //!   (32 × 64 KiB ≈ 2 MiB at worst; RFC 7440 gains flatten out well before 32).
-//! - at most [`MAX_PER_CLIENT`] transfers per client address and [`MAX_TOTAL`] in all;
-//!   over that, the request gets a TFTP error and the client retries. With the window
-//!   bound this caps TFTP memory at about 64 × 2.1 MiB even against a hostile client.
+//! - at most [`MAX_PER_CLIENT`] transfers per client address and [`MAX_TOTAL`] in all.
+//!   Over the per-client cap the request gets a TFTP error at once. Over the total, it
+//!   waits in line up to [`SLOT_WAIT`] for a transfer to end (the client resends its
+//!   request meanwhile; async-tftp ignores the copies) and only then gets the error: in
+//!   a boot storm the slots turn over within seconds, and a Junos switch stops ZTP at
+//!   its first failed download. With the window bound this caps TFTP memory at about
+//!   64 × 2.1 MiB even against a hostile client.
 //! - [`MAX_RETRIES`] resends of an unacknowledged window, so a vanished client frees its
 //!   slot after about half a minute at the default 3 s timeout (async-tftp's default of
 //!   100 would hold it for five minutes).
@@ -22,7 +26,7 @@ use std::path::Path;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_tftp::packet;
 use async_tftp::server::{Handler, TftpServerBuilder};
@@ -46,6 +50,9 @@ pub const MAX_WINDOW: u16 = 32;
 pub const MAX_PER_CLIENT: usize = 8;
 /// Concurrent transfers allowed in total.
 pub const MAX_TOTAL: usize = 64;
+/// How long a request waits for one of the [`MAX_TOTAL`] slots before it is refused:
+/// under a TFTP client's own give-up time (curl: 60 s with `-m 60`, resending every 5 s).
+pub const SLOT_WAIT: Duration = Duration::from_secs(30);
 /// Resends of an unacknowledged window before the transfer is abandoned.
 pub const MAX_RETRIES: u32 = 8;
 /// Disk read size for images; TFTP tops out far below disk speed, so this stays small.
@@ -142,7 +149,9 @@ impl Handler for GenHandler {
             crate::access::report(&self.state, "tftp", client.ip(), &clean, &device, owner);
             return Err(packet::Error::PermissionDenied);
         }
-        let Some(slot) = Slot::take(&self.slots, client.ip()) else {
+        // async-tftp opens one request at a time (the handler is behind its lock), so
+        // requests waiting here are served in the order they came.
+        let Some(slot) = Slot::wait(&self.slots, client.ip(), SLOT_WAIT).await else {
             tracing::warn!(peer = %client, path = %clean, "tftp: too many transfers, refused");
             return Err(packet::Error::Msg("server busy, retry later".into()));
         };
@@ -283,18 +292,44 @@ struct Slot {
     ip: IpAddr,
 }
 
+/// Why no slot was given.
+#[derive(Debug, PartialEq, Eq)]
+enum Full {
+    Client,
+    Total,
+}
+
 impl Slot {
-    fn take(slots: &Arc<Mutex<Slots>>, ip: IpAddr) -> Option<Slot> {
+    fn take(slots: &Arc<Mutex<Slots>>, ip: IpAddr) -> Result<Slot, Full> {
         // A panic while holding this lock cannot leave the counts half-updated, so a
         // poisoned lock is still good to use.
         let mut s = slots.lock().unwrap_or_else(|p| p.into_inner());
         let mine = s.per_ip.get(&ip).copied().unwrap_or(0);
-        if s.total >= MAX_TOTAL || mine >= MAX_PER_CLIENT {
-            return None;
+        if mine >= MAX_PER_CLIENT {
+            return Err(Full::Client);
+        }
+        if s.total >= MAX_TOTAL {
+            return Err(Full::Total);
         }
         s.total += 1;
         s.per_ip.insert(ip, mine + 1);
-        Some(Slot { slots: Arc::clone(slots), ip })
+        Ok(Slot { slots: Arc::clone(slots), ip })
+    }
+
+    /// A slot, waiting up to `max` while all [`MAX_TOTAL`] are taken; none at once when
+    /// this client is over [`MAX_PER_CLIENT`] (waiting would only hold up the others).
+    /// Polled: slots free at most a few hundred times a second, one waiter at a time.
+    async fn wait(slots: &Arc<Mutex<Slots>>, ip: IpAddr, max: Duration) -> Option<Slot> {
+        let until = Instant::now() + max;
+        loop {
+            match Slot::take(slots, ip) {
+                Ok(s) => return Some(s),
+                Err(Full::Total) if Instant::now() < until => {
+                    async_io::Timer::after(Duration::from_millis(10)).await;
+                }
+                Err(_) => return None,
+            }
+        }
     }
 }
 
@@ -320,15 +355,48 @@ mod tests {
         let slots = Arc::new(Mutex::new(Slots::default()));
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let held: Vec<Slot> = (0..MAX_PER_CLIENT).map(|_| Slot::take(&slots, a).unwrap()).collect();
-        assert!(Slot::take(&slots, a).is_none(), "per-client cap");
+        assert_eq!(Slot::take(&slots, a).err(), Some(Full::Client), "per-client cap");
         drop(held);
         let mut all = Vec::new();
         for i in 0..MAX_TOTAL {
             let ip: IpAddr = format!("10.0.1.{}", i % 250).parse().unwrap();
             all.push(Slot::take(&slots, ip).unwrap());
         }
-        assert!(Slot::take(&slots, "10.9.9.9".parse().unwrap()).is_none(), "total cap");
+        assert_eq!(Slot::take(&slots, "10.9.9.9".parse().unwrap()).err(), Some(Full::Total), "total cap");
         drop(all);
+        let s = slots.lock().unwrap();
+        assert_eq!((s.total, s.per_ip.len()), (0, 0));
+    }
+
+    #[test]
+    fn a_request_over_the_total_waits_for_a_slot_to_free() {
+        let slots = Arc::new(Mutex::new(Slots::default()));
+        let mut all: Vec<Slot> = (0..MAX_TOTAL)
+            .map(|i| Slot::take(&slots, format!("10.0.2.{}", i % 250).parse().unwrap()).unwrap())
+            .collect();
+        let me: IpAddr = "10.9.9.9".parse().unwrap();
+        // Nobody finishes: refused after the wait.
+        let t0 = Instant::now();
+        assert!(async_io::block_on(Slot::wait(&slots, me, Duration::from_millis(100))).is_none());
+        assert!(t0.elapsed() >= Duration::from_millis(100));
+        // A transfer ends 200 ms in: the waiting request gets its slot.
+        let freed = all.pop().unwrap();
+        let ender = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            drop(freed);
+        });
+        let t0 = Instant::now();
+        let got = async_io::block_on(Slot::wait(&slots, me, Duration::from_secs(10)));
+        ender.join().unwrap();
+        assert!(got.is_some(), "queued, not refused");
+        assert!(t0.elapsed() >= Duration::from_millis(150), "it did wait for the end");
+        // Over the per-client cap there is no waiting.
+        drop(all);
+        let mine: Vec<Slot> = (1..MAX_PER_CLIENT).map(|_| Slot::take(&slots, me).unwrap()).collect();
+        let t0 = Instant::now();
+        assert!(async_io::block_on(Slot::wait(&slots, me, Duration::from_secs(10))).is_none());
+        assert!(t0.elapsed() < Duration::from_secs(1));
+        drop((mine, got));
         let s = slots.lock().unwrap();
         assert_eq!((s.total, s.per_ip.len()), (0, 0));
     }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use dhcproto::v4::{self, DhcpOption, MessageType};
 use dhcproto::{Encodable, Encoder};
 use ztp_runtime::http::{HEADER_TIMEOUT, MAX_BODY, MAX_HEADER_BYTES, MAX_HEADERS};
-use ztp_runtime::tftp::{MAX_PER_CLIENT, MAX_TOTAL};
+use ztp_runtime::tftp::{MAX_PER_CLIENT, MAX_TOTAL, SLOT_WAIT};
 
 const FABRIC: &str = r#"
 fabric "limits" {
@@ -166,20 +166,39 @@ fn idle_and_slow_loris_connections_are_cut_off() {
 }
 
 /// Start a TFTP read from `from` and take the first DATA block without acknowledging
-/// it: the transfer stays in flight. Ok(socket) or Err(error message).
-fn hold_transfer(server: SocketAddr, from: Ipv4Addr) -> Result<UdpSocket, String> {
+/// it: the transfer stays in flight. Ok((socket, the transfer's server address)) or
+/// Err(error message).
+fn hold_transfer(server: SocketAddr, from: Ipv4Addr) -> Result<(UdpSocket, SocketAddr), String> {
     let s = UdpSocket::bind((from, 0)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.send_to(b"\x00\x01ztp-eos.sh\x00octet\x00", server).unwrap();
     let mut buf = [0u8; 1024];
-    let (n, _) = s.recv_from(&mut buf).map_err(|e| format!("no reply: {e}"))?;
+    let (n, tid) = s.recv_from(&mut buf).map_err(|e| format!("no reply: {e}"))?;
     match buf[1] {
-        3 => Ok(s),
+        3 => Ok((s, tid)),
         5 => Err(String::from_utf8_lossy(&buf[4..n]).trim_end_matches('\0').to_string()),
         op => Err(format!("opcode {op}")),
     }
 }
 
+/// Acknowledge block after block, from block 1 (already received), to the last.
+fn finish_transfer(s: &UdpSocket, tid: SocketAddr) {
+    let mut block: u16 = 1;
+    let mut buf = [0u8; 1024];
+    loop {
+        s.send_to(&[0, 4, (block >> 8) as u8, block as u8], tid).unwrap();
+        let (n, _) = s.recv_from(&mut buf).expect("next block");
+        assert_eq!(buf[1], 3, "DATA");
+        block = u16::from_be_bytes([buf[2], buf[3]]);
+        if n < 4 + 512 {
+            s.send_to(&[0, 4, buf[2], buf[3]], tid).unwrap();
+            return;
+        }
+    }
+}
+
+/// Past the total, a request waits in line (it is not refused) and is served as soon
+/// as a transfer in flight ends; past the per-client cap it is refused at once.
 #[test]
 fn tftp_transfers_in_total_are_bounded() {
     let rt = start(false);
@@ -194,13 +213,20 @@ fn tftp_transfers_in_total_are_bounded() {
         }
     }
     assert_eq!(held.len(), MAX_TOTAL);
-    let over = hold_transfer(rt.tftp, Ipv4Addr::new(127, 0, 60, 200)).map(|_| ());
-    assert_eq!(
-        over,
-        Err("server busy, retry later".to_string()),
-        "transfer {} over the total",
-        MAX_TOTAL + 1
-    );
+    let over = hold_transfer(rt.tftp, Ipv4Addr::new(127, 0, 60, 1)).map(|_| ());
+    assert_eq!(over, Err("server busy, retry later".to_string()), "over the per-client cap");
+    let server = rt.tftp;
+    let t0 = Instant::now();
+    let waiting = std::thread::spawn(move || hold_transfer(server, Ipv4Addr::new(127, 0, 60, 200)));
+    std::thread::sleep(Duration::from_millis(1500));
+    // One client reads its transfer to the end (async-tftp ignores a client's error
+    // packet: only the end or the retries running out frees a slot).
+    let (sock, tid) = held.pop().unwrap();
+    finish_transfer(&sock, tid);
+    let got = waiting.join().unwrap();
+    assert!(got.is_ok(), "transfer {} over the total waits and is served: {:?}", MAX_TOTAL + 1, got.err());
+    assert!(t0.elapsed() >= Duration::from_millis(1400), "it waited for a slot: {:?}", t0.elapsed());
+    assert!(t0.elapsed() < SLOT_WAIT, "{:?}", t0.elapsed());
 }
 
 fn metric(http: SocketAddr, outcome: &str, kind: &str) -> f64 {

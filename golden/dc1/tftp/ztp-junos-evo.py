@@ -28,6 +28,8 @@ FABRIC = "dc1"
 SERVER = "10.1.101.12"
 REPORT_URL = "http://10.1.101.12/api/ztp/device/log"
 AGENT_URL = "http://10.1.101.12/api/ztp/create_agent"
+AGENT_TRIES = 3
+AGENT_PAUSE = 10
 BASE_URL = "http://10.1.101.12"
 ZTP_JSON_URL = "http://10.1.101.12/ztp.json"
 # None in the platform script; this device's identity in a device script.
@@ -383,10 +385,18 @@ def create_agent(settings):
     body = {k: v for k, v in agent.items() if v is not None and k not in CREDENTIAL_KEYS}
     body.update(management_ip=FACTS["ip"], username=settings["device_user"],
                 password=settings["device_user_password"])
-    try:
-        answer = http(AGENT_URL, body).decode("utf-8", "replace")
-    except (OSError, ValueError) as exc:
-        fail("agent request to %s failed: %s" % (AGENT_URL, exc))
+    # Up to AGENT_TRIES times AGENT_PAUSE s apart: a server busy with a boot storm may
+    # answer late, and asking again is safe (the server replaces the earlier request).
+    for attempt in range(1, AGENT_TRIES + 1):
+        try:
+            answer = http(AGENT_URL, body).decode("utf-8", "replace")
+            break
+        except (OSError, ValueError) as exc:
+            if attempt == AGENT_TRIES:
+                fail("agent request to %s failed (%d tries): %s" % (AGENT_URL, AGENT_TRIES, exc))
+            log("agent request to %s failed (try %d of %d): %s; again in %ds"
+                % (AGENT_URL, attempt, AGENT_TRIES, exc, AGENT_PAUSE))
+            time.sleep(AGENT_PAUSE)
     return "agent requested for %s as %s: %s" % (FACTS["ip"], settings["device_user"], answer[:200])
 
 

@@ -464,23 +464,25 @@ impl Agents {
             }
             old
         };
-        if let Some(old) = superseded {
-            self.event(&ip_s, &old, format!("agent job {old} superseded by a new request (job {})", spec.id))
-                .await;
-        }
         let who = if by_admin { "an operator (admin token)" } else { "the device" };
-        self.event(
-            &ip_s,
-            &spec.id,
-            format!(
-                "agent job {} queued, asked by {who}: {} agent for {} as {}",
-                spec.id, view.agent_type, ip_s, view.username
-            ),
-        )
-        .await;
+        let queued = format!(
+            "agent job {} queued, asked by {who}: {} agent for {} as {}",
+            spec.id, view.agent_type, ip_s, view.username
+        );
         let id = spec.id.clone();
         let me = Arc::clone(self);
-        let handle = tokio::spawn(async move { me.run(spec).await });
+        // The device's request is answered without waiting for these log lines: in a
+        // boot storm the status database is busy with every device's reports, and a
+        // device's HTTP client gives up (curl -m 60) while its answer waits in line. The
+        // job writes them first, so the log keeps its order.
+        let handle = tokio::spawn(async move {
+            if let Some(old) = superseded {
+                let text = format!("agent job {old} superseded by a new request (job {})", spec.id);
+                me.event(&spec.ip, &old, text).await;
+            }
+            me.event(&spec.ip, &spec.id, queued).await;
+            me.run(spec).await
+        });
         let mut j = self.jobs();
         match j.map.get_mut(&id) {
             Some(e) if !e.view.state.finished() => e.task = Some(handle.abort_handle()),

@@ -15,7 +15,7 @@ use super::device::{Device, mac_text};
 use super::dhcp::{self, Relay};
 use super::records::Record;
 use super::sandbox::{self, Ended};
-use super::{address, bootfile, status, stubs};
+use super::{address, bootfile, retry, status, stubs};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -114,22 +114,20 @@ impl Journey {
             if boot == 1 && address::set_mac(&dev, &mac_text(&d.mac))? {
                 self.say(format!("management port {dev} takes the switch's MAC {}", mac_text(&d.mac)));
             }
-            let mut lines = Vec::new();
-            let lease = dhcp::exchange(&d, &self.opts.relay, self.opts.server, |l| lines.push(l));
-            for l in lines {
-                self.say(l);
-            }
-            let lease = lease?;
-            // A reboot clears the management port: an older lease goes.
-            if let Some(old) = leased.filter(|a| *a != lease.address) {
-                address::forget(old, &dev);
-            }
-            *leased = Some(lease.address);
-            let took = address::take(lease.address, lease.prefix, self.opts.server, &dev, via.as_deref())?;
-            self.say(format!("address taken: {took}"));
-            let url = bootfile::url(d.platform, &lease)?;
             let script = dir.join("script");
-            let size = bootfile::fetch(&d, &url, lease.address, &script)?;
+            // A failed download sends the NOS back to DHCP after its pause (or ends ZTP).
+            let (lease, url, size) = retry::with_pauses(
+                retry::download_pauses(d.platform),
+                || self.lease_and_fetch(&d, &dev, via.as_deref(), &script, leased),
+                |e, pause| {
+                    println!(
+                        "{:16}{e}; {} starts over (DHCP, download) in {:.1} s",
+                        "",
+                        d.platform,
+                        pause.as_secs_f64()
+                    )
+                },
+            )?;
             let body = std::fs::read(&script).map_err(|e| e.to_string())?;
             let checked = bootfile::check(d.platform, &body)?;
             // The NOS saves the file executable and runs it (never through a shell).
@@ -167,6 +165,34 @@ impl Journey {
             }
         }
         Err(format!("still rebooting after {} boots", self.opts.max_boots))
+    }
+
+    /// DHCP through the relay, the address taken on, the boot file downloaded to
+    /// `script`: (lease, boot file URL, size).
+    fn lease_and_fetch(
+        &mut self,
+        d: &Device,
+        dev: &str,
+        via: Option<&str>,
+        script: &Path,
+        leased: &mut Option<Ipv4Addr>,
+    ) -> Result<(dhcp::Lease, String, u64), String> {
+        let mut lines = Vec::new();
+        let lease = dhcp::exchange(d, &self.opts.relay, self.opts.server, |l| lines.push(l));
+        for l in lines {
+            self.say(l);
+        }
+        let lease = lease?;
+        // A reboot clears the management port: an older lease goes.
+        if let Some(old) = leased.filter(|a| *a != lease.address) {
+            address::forget(old, dev);
+        }
+        *leased = Some(lease.address);
+        let took = address::take(lease.address, lease.prefix, self.opts.server, dev, via)?;
+        self.say(format!("address taken: {took}"));
+        let url = bootfile::url(d.platform, &lease)?;
+        let size = bootfile::fetch(d, &url, lease.address, script)?;
+        Ok((lease, url, size))
     }
 
     /// What the NOS does after the script: (what happened, Some(version) to boot again).

@@ -12,6 +12,7 @@ pub mod device;
 pub mod dhcp;
 pub mod journey;
 pub mod records;
+pub mod retry;
 pub mod sandbox;
 pub mod status;
 pub mod stubs;

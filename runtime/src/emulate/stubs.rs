@@ -96,3 +96,37 @@ pub fn install(dir: &Path, d: &Device, ip: Ipv4Addr, prefix: u8, hostname: &str)
     });
     write(&dir.join("facts.json"), &json.to_string(), 0o644)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::NXOS_CLI_PY;
+
+    /// A failed `copy http://...` raises the CLI's error carrying "% Copy failed" (what
+    /// the POAP script reports), not a Python formatting error from the stub itself.
+    #[test]
+    fn a_failed_nxos_copy_is_the_clis_error() {
+        if std::process::Command::new("python3").arg("-V").output().is_err() {
+            if std::env::var("ZTP_REQUIRE_ORACLES").as_deref() == Ok("1") {
+                panic!("python3 is not installed and ZTP_REQUIRE_ORACLES=1");
+            }
+            eprintln!("SKIPPED: python3 is not installed");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("facts.json"), "{}").unwrap();
+        let module = NXOS_CLI_PY.replace("Z = \"/run/ztp-emulate\"", &format!("Z = {:?}", dir.path()));
+        assert_ne!(module, NXOS_CLI_PY, "the stub's directory is set in one place");
+        std::fs::write(dir.path().join("cli.py"), module).unwrap();
+        // Port 1 on loopback: connection refused at once.
+        let probe = "import sys; sys.path.insert(0, sys.argv[1]); import cli\n\
+                     try:\n    cli.cli('copy http://127.0.0.1:1/x volatile:y vrf management')\n\
+                     except cli.cmd_exec_error as e:\n    print('CLI ERROR ' + str(e))\n";
+        let out = std::process::Command::new("python3").args(["-c", probe]).arg(dir.path()).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.starts_with("CLI ERROR % Copy failed: "),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

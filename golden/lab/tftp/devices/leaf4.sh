@@ -75,6 +75,21 @@ post_json() {
     return "$rc"
 }
 
+# The agent request, up to AGENT_TRIES times AGENT_PAUSE s apart: a server busy with a
+# boot storm may answer late, and asking again is safe (the server replaces a device's
+# earlier request with the new one).
+AGENT_TRIES=3
+AGENT_PAUSE=10
+agent_request() {
+    ar_try=1
+    while ! post_json "$AGENT_URL" "$1"; do
+        [ "$ar_try" -lt "$AGENT_TRIES" ] || return 1
+        log "agent request to $AGENT_URL failed (try $ar_try of $AGENT_TRIES); again in ${AGENT_PAUSE}s"
+        sleep "$AGENT_PAUSE"
+        ar_try=$((ar_try + 1))
+    done
+}
+
 fetch() {
     curl -s -f -L -m 3600 --retry 3 -o "$2" "$1"
 }
@@ -302,7 +317,7 @@ create_agent() {
         return 0
     fi
     body="{\"management_ip\":$(json_str "$MGMT_IP"),\"username\":$(json_str "$DEV_USER"),\"password\":$(json_str "$DEV_PW")${AGENT_FIELDS:+,$AGENT_FIELDS}}"
-    out=$(post_json "$AGENT_URL" "$body") || fail "agent request to $AGENT_URL failed"
+    out=$(agent_request "$body") || fail "agent request to $AGENT_URL failed ($AGENT_TRIES tries)"
     AGENT_RESULT="agent requested for $MGMT_IP as $DEV_USER: ${out:0:200}"
 }
 

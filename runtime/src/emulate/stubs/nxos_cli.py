@@ -59,7 +59,7 @@ def _one(cmd):
                 with urllib.request.urlopen(src, timeout=60) as r:
                     body = r.read()
             except Exception as exc:
-                raise cmd_exec_error("% Copy failed: %s" % exc)
+                raise cmd_exec_error("%% Copy failed: %s" % exc)
             with open(_path(dest), "wb") as f:
                 f.write(body)
             return "Copy complete."
