@@ -19,6 +19,7 @@ pub struct TftpServerBuilder<H: Handler> {
     timeout: Duration,
     block_size_limit: Option<u16>,
     window_size_limit: Option<u16>,
+    window_bytes_limit: Option<u32>,
     max_send_retries: u32,
     ignore_client_timeout: bool,
     ignore_client_block_size: bool,
@@ -66,6 +67,7 @@ impl<H: Handler> TftpServerBuilder<H> {
             timeout: Duration::from_secs(3),
             block_size_limit: None,
             window_size_limit: None,
+            window_bytes_limit: None,
             max_send_retries: 100,
             ignore_client_timeout: false,
             ignore_client_block_size: false,
@@ -149,6 +151,22 @@ impl<H: Handler> TftpServerBuilder<H> {
         }
     }
 
+    /// Set the most data bytes one window may carry (ztp patch, see README.ztp.md).
+    ///
+    /// The window granted is then at most `bytes / block_size` blocks (and at
+    /// least 1), so the OACK answers a smaller `windowsize` when the client
+    /// asks for large blocks (RFC 7440 lets the server do so). A window is
+    /// sent as one burst, and a burst larger than the client's UDP receive
+    /// buffer loses its tail, which then costs a timeout per window.
+    ///
+    /// Default: No limit.
+    pub fn window_bytes_limit(self, bytes: u32) -> Self {
+        TftpServerBuilder {
+            window_bytes_limit: Some(bytes),
+            ..self
+        }
+    }
+
     /// Set maximum send retries for a data block.
     ///
     /// On timeout server will try to send the data block again. When retries are
@@ -208,6 +226,7 @@ impl<H: Handler> TftpServerBuilder<H> {
             timeout: self.timeout,
             block_size_limit: self.block_size_limit,
             window_size_limit: self.window_size_limit,
+            window_bytes_limit: self.window_bytes_limit,
             max_send_retries: self.max_send_retries,
             ignore_client_timeout: self.ignore_client_timeout,
             ignore_client_block_size: self.ignore_client_block_size,

@@ -298,6 +298,16 @@ fn build_oack_opts(
                 (Some(wsize), None) => Some(wsize),
                 _ => None,
             };
+        // ztp patch: cap the window's bytes for the block size granted above.
+        if let (Some(wsize), Some(bytes)) =
+            (opts.window_size, config.window_bytes_limit)
+        {
+            let block_size =
+                opts.block_size.map_or(DEFAULT_BLOCK_SIZE as u32, u32::from);
+            let blocks =
+                (bytes / block_size.max(1)).clamp(1, u32::from(u16::MAX));
+            opts.window_size = Some(cmp::min(wsize, blocks as u16));
+        }
     }
 
     if opts == Opts::default() {

@@ -32,6 +32,7 @@ pub(crate) struct ServerConfig {
     pub(crate) timeout: Duration,
     pub(crate) block_size_limit: Option<u16>,
     pub(crate) window_size_limit: Option<u16>,
+    pub(crate) window_bytes_limit: Option<u32>,
     pub(crate) max_send_retries: u32,
     pub(crate) ignore_client_timeout: bool,
     pub(crate) ignore_client_block_size: bool,
