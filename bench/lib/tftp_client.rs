@@ -14,8 +14,11 @@
 //! `--parallel P` runs P transfers at once (one thread each, released together by a
 //! barrier); `--repeat R` runs that R times in a row. Thread i binds to --bind-base + i
 //! (default 0.0.0.0 for all). Every received block is compared with LOCAL_FILE at its
-//! offset, and the total must equal its size. Prints one line per batch:
-//!   batch=K wall_s=.. bytes=.. ok=.. failed=.. p50_ms=.. p99_ms=.. max_ms=..
+//! offset, and the total must equal its size. A "server busy" error before any data
+//! (ztp-runtime over its transfer caps) is asked again after a short backoff, as boot
+//! loaders do; the transfer's time includes the waits. Prints one line per batch:
+//!   batch=K wall_s=.. bytes=.. ok=.. failed=.. busy=.. p50_ms=.. p99_ms=.. max_ms=..
+//! (busy: how many "server busy" answers the batch's transfers got and retried)
 //! then the first error seen, if any, and exits 1 if any transfer failed.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
@@ -123,11 +126,46 @@ fn parse_oack(p: &[u8]) -> Result<(usize, usize), String> {
     Ok((blk, win))
 }
 
+/// Why a transfer did not complete.
+enum Failure {
+    /// The server answered "busy" (ztp-runtime over its transfer caps): try again later.
+    Busy(String),
+    Other(String),
+}
+
+impl From<String> for Failure {
+    fn from(s: String) -> Self {
+        Failure::Other(s)
+    }
+}
+
+/// One read transfer, asked again (from a new port) while the server says it is busy,
+/// as a device's boot loader does: after 20, 40, .. ms (at most 200, plus a per-thread
+/// jitter), within the deadline. Returns the bytes received (all checked against
+/// `expect`) and how many times the server said busy.
+fn transfer_retrying(a: &Args, bind: Ipv4Addr, jitter_ms: u64) -> (Result<u64, String>, u32) {
+    let started = Instant::now();
+    let mut busy = 0u32;
+    loop {
+        match transfer(a, bind, started) {
+            Ok(n) => return (Ok(n), busy),
+            Err(Failure::Other(e)) => return (Err(e), busy),
+            Err(Failure::Busy(e)) => {
+                busy += 1;
+                let wait = Duration::from_millis((20 * u64::from(busy)).min(200) + jitter_ms);
+                if started.elapsed() + wait > a.deadline {
+                    return (Err(format!("still busy after {busy} tries: {e}")), busy);
+                }
+                std::thread::sleep(wait);
+            }
+        }
+    }
+}
+
 /// One read transfer; returns the bytes received (all checked against `expect`).
-fn transfer(a: &Args, bind: Ipv4Addr) -> Result<u64, String> {
+fn transfer(a: &Args, bind: Ipv4Addr, started: Instant) -> Result<u64, Failure> {
     let sock = UdpSocket::bind(SocketAddrV4::new(bind, 0)).map_err(|e| format!("bind {bind}: {e}"))?;
     sock.set_read_timeout(Some(a.timeout)).map_err(|e| e.to_string())?;
-    let started = Instant::now();
     let req = rrq(&a.file, a.blksize, a.windowsize);
     sock.send_to(&req, a.server).map_err(|e| format!("send RRQ: {e}"))?;
     let mut buf = vec![0u8; 65536];
@@ -141,14 +179,14 @@ fn transfer(a: &Args, bind: Ipv4Addr) -> Result<u64, String> {
     let mut tries = 0;
     loop {
         if started.elapsed() > a.deadline {
-            return Err(format!("deadline passed after {got} bytes"));
+            return Err(format!("deadline passed after {got} bytes").into());
         }
         let (n, from) = match sock.recv_from(&mut buf) {
             Ok(x) => x,
             Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
                 tries += 1;
                 if tries > a.retries {
-                    return Err(format!("timed out after {got} bytes"));
+                    return Err(format!("timed out after {got} bytes").into());
                 }
                 // Acknowledge what arrived in order so far (RFC 7440: the sender then
                 // resumes from the next block), or ask again if nothing came yet.
@@ -164,7 +202,7 @@ fn transfer(a: &Args, bind: Ipv4Addr) -> Result<u64, String> {
                 .map_err(|e| format!("resend: {e}"))?;
                 continue;
             }
-            Err(e) => return Err(format!("recv: {e}")),
+            Err(e) => return Err(format!("recv: {e}").into()),
         };
         match peer {
             None if n >= 2 => peer = Some(from),
@@ -184,11 +222,14 @@ fn transfer(a: &Args, bind: Ipv4Addr) -> Result<u64, String> {
                 last_ack = Some(k);
             }
             5 => {
-                return Err(format!(
-                    "server error {}: {}",
-                    u16::from_be_bytes([p[2], p[3]]),
-                    String::from_utf8_lossy(&p[4..]).trim_end_matches('\0')
-                ));
+                let (code, msg) = (u16::from_be_bytes([p[2], p[3]]), String::from_utf8_lossy(&p[4..]));
+                let e = format!("server error {code}: {}", msg.trim_end_matches('\0'));
+                // Only before any data: a refusal at the start, not a failure midway.
+                return Err(if code == 0 && got == 0 && msg.contains("busy") {
+                    Failure::Busy(e)
+                } else {
+                    Failure::Other(e)
+                });
             }
             3 => {
                 let block = u16::from_be_bytes([p[2], p[3]]);
@@ -208,7 +249,7 @@ fn transfer(a: &Args, bind: Ipv4Addr) -> Result<u64, String> {
                 nacked = false;
                 let at = got as usize;
                 if data.len() > blksize || at + data.len() > a.expect.len() || a.expect[at..at + data.len()] != *data {
-                    return Err(format!("block {block} at offset {at} differs from the expected file"));
+                    return Err(format!("block {block} at offset {at} differs from the expected file").into());
                 }
                 got += data.len() as u64;
                 in_window += 1;
@@ -222,7 +263,7 @@ fn transfer(a: &Args, bind: Ipv4Addr) -> Result<u64, String> {
                 expected = expected.wrapping_add(1);
                 if last {
                     if got != a.expect.len() as u64 {
-                        return Err(format!("got {got} bytes, expected {}", a.expect.len()));
+                        return Err(format!("got {got} bytes, expected {}", a.expect.len()).into());
                     }
                     return Ok(got);
                 }
@@ -252,22 +293,27 @@ fn main() {
                 std::thread::spawn(move || {
                     barrier.wait();
                     let t = Instant::now();
-                    let r = transfer(&a, bind);
-                    (r, t.elapsed().as_secs_f64() * 1000.0)
+                    let (r, busy) = transfer_retrying(&a, bind, (i % 16) as u64);
+                    (r, busy, t.elapsed().as_secs_f64() * 1000.0)
                 })
             })
             .collect();
         barrier.wait();
         let t0 = Instant::now();
         let (mut bytes, mut ok, mut failed, mut ms, mut first_err) = (0u64, 0, 0, Vec::new(), None);
+        let mut busy = 0u32;
         for h in handles {
-            match h.join() {
-                Ok((Ok(n), t)) => {
+            let r = h.join();
+            if let Ok((_, b, _)) = &r {
+                busy += b;
+            }
+            match r {
+                Ok((Ok(n), _, t)) => {
                     bytes += n;
                     ok += 1;
                     ms.push(t);
                 }
-                Ok((Err(e), _)) => {
+                Ok((Err(e), _, _)) => {
                     failed += 1;
                     first_err.get_or_insert(e);
                 }
@@ -280,7 +326,7 @@ fn main() {
         let wall = t0.elapsed().as_secs_f64();
         ms.sort_by(|x, y| x.total_cmp(y));
         println!(
-            "batch={batch} wall_s={wall:.6} bytes={bytes} ok={ok} failed={failed} p50_ms={:.3} p99_ms={:.3} max_ms={:.3}",
+            "batch={batch} wall_s={wall:.6} bytes={bytes} ok={ok} failed={failed} busy={busy} p50_ms={:.3} p99_ms={:.3} max_ms={:.3}",
             pct(&ms, 0.5),
             pct(&ms, 0.99),
             ms.last().copied().unwrap_or(0.0)

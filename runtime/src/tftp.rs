@@ -5,16 +5,12 @@
 //! generation current at open, and the transfer keeps that generation to its end.
 //!
 //! Limits, and why:
-//! - blksize up to 65464 (RFC 2348's maximum) and windowsize up to [`MAX_WINDOW`] blocks
-//!   and [`MAX_WINDOW_BYTES`] of data (at least one block): a window goes out as one
-//!   burst, and a burst larger than the client's UDP receive buffer (208 KiB by default
-//!   on Linux, where an 8 KiB datagram takes 16 KiB of it) loses its tail, each loss
-//!   costing a timeout. So a client asking for blksize 8192 and windowsize 16 is granted
-//!   8 in the OACK (RFC 7440 lets the server answer less). The server holds one window
-//!   per transfer, so this also bounds its memory to about 64 KiB per transfer.
+//! - blksize up to 65464 (RFC 2348's maximum) and windowsize up to [`MAX_WINDOW`]: the
+//!   server holds one window of blocks per transfer, so these two bound its memory
+//!   (32 × 64 KiB ≈ 2 MiB at worst; RFC 7440 gains flatten out well before 32).
 //! - at most [`MAX_PER_CLIENT`] transfers per client address and [`MAX_TOTAL`] in all;
 //!   over that, the request gets a TFTP error and the client retries. With the window
-//!   bound this caps TFTP memory at about 64 × 128 KiB even against a hostile client.
+//!   bound this caps TFTP memory at about 64 × 2.1 MiB even against a hostile client.
 //! - [`MAX_RETRIES`] resends of an unacknowledged window, so a vanished client frees its
 //!   slot after about half a minute at the default 3 s timeout (async-tftp's default of
 //!   100 would hold it for five minutes).
@@ -46,9 +42,13 @@ use crate::state::State;
 pub const MAX_BLKSIZE: u16 = 65464;
 /// Largest window size granted (RFC 7440).
 pub const MAX_WINDOW: u16 = 32;
-/// Most data bytes in one window (async-tftp's `window_bytes_limit`, a local patch:
-/// vendor/async-tftp/README.ztp.md). 64 KiB keeps windowsize 16 at blksize 512 and 1468
-/// and grants 8 at 8192; a block larger than this goes in lockstep.
+/// Most data bytes in one window, on top of [`MAX_WINDOW`] blocks (async-tftp's
+/// `window_bytes_limit`, a local patch: vendor/async-tftp/README.ztp.md). A window goes
+/// out as one burst, and a burst larger than the client's UDP receive buffer (208 KiB by
+/// default on Linux, where an 8 KiB datagram takes 16 KiB of it) loses its tail, each
+/// loss costing a timeout. So windowsize 16 stays 16 at blksize 512 and 1468, the OACK
+/// grants 8 at 8192 (RFC 7440 lets the server answer less), and blocks over 32 KiB go in
+/// lockstep. It also bounds the window the server holds to 64 KiB per transfer.
 pub const MAX_WINDOW_BYTES: u32 = 64 * 1024;
 /// Concurrent transfers allowed from one client IP address.
 pub const MAX_PER_CLIENT: usize = 8;
