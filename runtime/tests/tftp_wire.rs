@@ -228,10 +228,10 @@ struct Windowed {
 
 /// An RFC 7440 read client: asks for `blksize` and `windowsize`, acknowledges the last
 /// block of each granted window, and on a gap or a timeout acknowledges the last block
-/// it has in order (the server resumes after it). Gives up after 5 timeouts or 60 s.
+/// it has in order (the server resumes after it). Gives up after 5 timeouts (5 s each) or 60 s.
 fn windowed_read(addr: SocketAddr, name: &str, blksize: u16, windowsize: u16) -> Result<Windowed, String> {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let rrq = format!("\0\x01{name}\0octet\0blksize\0{blksize}\0windowsize\0{windowsize}\0");
     sock.send_to(rrq.as_bytes(), addr).unwrap();
     let mut w = Windowed { data: Vec::new(), blksize: 512, window: 1, gaps: 0, timeouts: 0 };
