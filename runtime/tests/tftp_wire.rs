@@ -329,3 +329,57 @@ async fn windows_are_capped_in_bytes_at_large_blksize() {
         }
     }
 }
+
+/// The server resends an unacknowledged block after the client's `timeout` (RFC 2349),
+/// again after a resend went unanswered, and never while ACKs keep coming in time, even
+/// when the transfer outlasts the timeout (async-tftp here keeps one timer per transfer
+/// and moves it, rather than starting one per ACK).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resends_after_the_timeout_and_only_then() {
+    let (_tmp, state, addr) = setup().await;
+    let want = tree_bytes(&state.current(), BIG_TREE);
+    let r = blocking(move || -> Result<(), String> {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let rrq = format!("\0\x01{BIG_TREE}\0octet\0timeout\01\0");
+        sock.send_to(rrq.as_bytes(), addr).unwrap();
+        let mut buf = vec![0u8; 2048];
+        let mut recv = || {
+            let (n, from) = sock.recv_from(&mut buf).map_err(|e| format!("no packet: {e}"))?;
+            Ok::<_, String>((u16::from_be_bytes([buf[0], buf[1]]), buf[2..n].to_vec(), from, Instant::now()))
+        };
+        let (op, _, from, _) = recv()?;
+        assert_eq!(op, 6, "OACK first");
+        sock.send_to(&[0, 4, 0, 0], from).unwrap();
+        // Block 1 three times: unanswered, it comes back a timeout later, twice.
+        let mut at = Vec::new();
+        for _ in 0..3 {
+            let (op, data, _, t) = recv()?;
+            assert_eq!((op, &data[..2]), (3, &[0u8, 1][..]), "block 1 again");
+            assert!(data[2..] == want[..512]);
+            at.push(t);
+        }
+        for w in at.windows(2) {
+            let gap = w[1] - w[0];
+            assert!(
+                gap >= Duration::from_millis(900) && gap < Duration::from_secs(5),
+                "resent after {gap:?}"
+            );
+        }
+        // Then ACKs 400 ms apart for 2 s: each in time, so no block comes twice.
+        sock.send_to(&[0, 4, 0, 1], from).unwrap();
+        for k in 2u16..=6 {
+            let (op, data, _, _) = recv()?;
+            assert_eq!((op, u16::from_be_bytes([data[0], data[1]])), (3, k), "the next block, not a resend");
+            std::thread::sleep(Duration::from_millis(400));
+            let b = k.to_be_bytes();
+            sock.send_to(&[0, 4, b[0], b[1]], from).unwrap();
+        }
+        let (op, data, _, _) = recv()?;
+        assert_eq!((op, u16::from_be_bytes([data[0], data[1]])), (3, 7));
+        Ok(())
+    })
+    .await
+    .unwrap();
+    r.unwrap();
+}
