@@ -332,8 +332,7 @@ async fn windows_are_capped_in_bytes_at_large_blksize() {
 
 /// The server resends an unacknowledged block after the client's `timeout` (RFC 2349),
 /// again after a resend went unanswered, and never while ACKs keep coming in time, even
-/// when the transfer outlasts the timeout (async-tftp here keeps one timer per transfer
-/// and moves it, rather than starting one per ACK).
+/// when the transfer outlasts the timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resends_after_the_timeout_and_only_then() {
     let (_tmp, state, addr) = setup().await;

@@ -1,17 +1,18 @@
-use async_io::{Async, Timer};
+use async_io::Async;
 use bytes::{BufMut, Bytes, BytesMut};
-use futures_lite::{future, AsyncRead, AsyncReadExt};
+use futures_lite::{AsyncRead, AsyncReadExt};
 use log::trace;
 use std::cmp;
 use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::slice;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::packet::{Opts, Packet, RwReq, PACKET_DATA_HEADER_LEN};
 use crate::server::{ServerConfig, DEFAULT_BLOCK_SIZE};
+use crate::utils::io_timeout;
 
 pub(crate) struct ReadRequest<'r, R>
 where
@@ -25,8 +26,6 @@ where
     max_send_retries: u32,
     oack_opts: Option<Opts>,
     window_size: usize,
-    // ztp patch: one timer for the whole transfer (see `recv_ack`).
-    timer: Timer,
 }
 
 impl<'r, R> ReadRequest<'r, R>
@@ -72,7 +71,6 @@ where
             max_send_retries: config.max_send_retries,
             oack_opts,
             window_size: negotiated_window_size,
-            timer: Timer::after(timeout),
         })
     }
 
@@ -209,30 +207,12 @@ where
         window_base: u16,
         window_len: u16,
     ) -> io::Result<u16> {
-        // ztp patch: a new timer per ACK (async-tftp's `io_timeout`) costs a wake-up
-        // of the reactor per block (async-io notifies on every timer insert). Instead
-        // one timer lives as long as the transfer and is moved to the current deadline
-        // only when it fires before it, about once per `timeout`.
-        let deadline = Instant::now() + self.timeout;
-        if !self.timer.will_fire() {
-            // It fired for the last timeout: arm it again.
-            self.timer.set_at(deadline);
-        }
+        // We can not use `self` within `async_std::io::timeout` because not all
+        // struct members implement `Sync`. So we borrow only what we need.
         let socket = &mut self.socket;
         let peer = self.peer;
-        let timer = &mut self.timer;
 
-        let expiry = async move {
-            loop {
-                if (&mut *timer).await >= deadline {
-                    return Err(io::ErrorKind::TimedOut.into());
-                }
-                timer.set_at(deadline);
-            }
-        };
-
-        // `or` polls the receive first: an ACK already queued costs no timer poll.
-        future::or(async {
+        io_timeout(self.timeout, async {
             let mut buf = [0u8; 1024];
 
             loop {
@@ -270,7 +250,7 @@ where
                     }
                 }
             }
-        }, expiry)
+        })
         .await
     }
 
