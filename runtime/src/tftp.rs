@@ -46,6 +46,14 @@ use crate::state::State;
 pub const MAX_BLKSIZE: u16 = 65464;
 /// Largest window size granted (RFC 7440).
 pub const MAX_WINDOW: u16 = 32;
+/// Most data bytes in one window, on top of [`MAX_WINDOW`] blocks (async-tftp's
+/// `window_bytes_limit`, a local patch: vendor/async-tftp/README.ztp.md). A window goes
+/// out as one burst, and a burst larger than the client's UDP receive buffer (208 KiB by
+/// default on Linux, where an 8 KiB datagram takes 16 KiB of it) loses its tail, each
+/// loss costing a timeout. So windowsize 16 stays 16 at blksize 512 and 1468, the OACK
+/// grants 8 at 8192 (RFC 7440 lets the server answer less), and blocks over 32 KiB go in
+/// lockstep. It also bounds the window the server holds to 64 KiB per transfer.
+pub const MAX_WINDOW_BYTES: u32 = 64 * 1024;
 /// Concurrent transfers allowed from one client IP address.
 pub const MAX_PER_CLIENT: usize = 8;
 /// Concurrent transfers allowed in total.
@@ -87,6 +95,7 @@ pub async fn serve(
                 .map_err(to_io)?
                 .block_size_limit(MAX_BLKSIZE)
                 .window_size_limit(MAX_WINDOW)
+                .window_bytes_limit(MAX_WINDOW_BYTES)
                 .max_send_retries(MAX_RETRIES)
                 .build()
                 .await

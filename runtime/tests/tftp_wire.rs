@@ -1,6 +1,7 @@
 //! TFTP over the wire on 127.0.0.1: real clients (curl, atftp) at several block and
-//! window sizes, a transfer held across a generation swap, the transfer caps, and the
-//! path-traversal table, all against the dc1 example compiled in memory.
+//! window sizes, windows capped in bytes at large blksize, a transfer held across a
+//! generation swap, the transfer caps, and the path-traversal table, all against the dc1
+//! example compiled in memory.
 
 // Tests may unwrap (clippy.toml allows it in #[test] fns; the helpers here too).
 #![allow(clippy::unwrap_used)]
@@ -10,11 +11,11 @@ mod support;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::{Arc, Barrier};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use support::*;
 use ztp_runtime::state::State;
-use ztp_runtime::tftp::MAX_PER_CLIENT;
+use ztp_runtime::tftp::{MAX_PER_CLIENT, MAX_WINDOW_BYTES};
 
 const TREE_LEN: usize = 300_001;
 const IMAGE_LEN: usize = 1_000_003;
@@ -59,7 +60,14 @@ async fn atftp_reads_with_blksize_and_windowsize() {
     }
     let (tmp, state, addr) = setup().await;
     let g = state.current();
-    let cases = [("512", None), ("1468", None), ("8192", None), ("512", Some("16")), ("1468", Some("16"))];
+    let cases = [
+        ("512", None),
+        ("1468", None),
+        ("8192", None),
+        ("512", Some("16")),
+        ("1468", Some("16")),
+        ("8192", Some("16")),
+    ];
     for path in [BIG_TREE, IMAGE] {
         let want = tree_bytes(&g, path);
         for (blk, win) in cases {
@@ -205,4 +213,172 @@ async fn traversal_and_writes_are_refused() {
     .unwrap();
     assert_eq!(&reply[..4], &[0, 5, 0, 2], "{reply:?}");
     assert!(tree_bytes(&state.current(), "ztp.json") == ztp);
+}
+
+/// What a windowed read saw: the bytes, the options the OACK granted, and how often a
+/// block went missing (a gap in the sequence, or a wait that timed out).
+#[derive(Debug)]
+struct Windowed {
+    data: Vec<u8>,
+    blksize: usize,
+    window: usize,
+    gaps: u32,
+    timeouts: u32,
+}
+
+/// An RFC 7440 read client: asks for `blksize` and `windowsize`, acknowledges the last
+/// block of each granted window, and on a gap or a timeout acknowledges the last block
+/// it has in order (the server resumes after it). Gives up after 5 timeouts (5 s each) or 60 s.
+fn windowed_read(addr: SocketAddr, name: &str, blksize: u16, windowsize: u16) -> Result<Windowed, String> {
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let rrq = format!("\0\x01{name}\0octet\0blksize\0{blksize}\0windowsize\0{windowsize}\0");
+    sock.send_to(rrq.as_bytes(), addr).unwrap();
+    let mut w = Windowed { data: Vec::new(), blksize: 512, window: 1, gaps: 0, timeouts: 0 };
+    let (mut peer, mut oack, mut want, mut in_window, mut nacked) = (None, false, 1u16, 0usize, false);
+    let mut buf = vec![0u8; 65536];
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        let (n, from) = match sock.recv_from(&mut buf) {
+            Ok(x) => x,
+            Err(_) => {
+                w.timeouts += 1;
+                if w.timeouts > 5 {
+                    return Err(format!("timed out after {} bytes", w.data.len()));
+                }
+                let k = want.wrapping_sub(1).to_be_bytes();
+                match peer {
+                    Some(to) => sock.send_to(&[0, 4, k[0], k[1]], to).unwrap(),
+                    None => sock.send_to(rrq.as_bytes(), addr).unwrap(),
+                };
+                in_window = 0;
+                continue;
+            }
+        };
+        if *peer.get_or_insert(from) != from || n < 4 {
+            continue;
+        }
+        let p = &buf[..n];
+        match u16::from_be_bytes([p[0], p[1]]) {
+            5 => return Err(format!("server error: {}", String::from_utf8_lossy(&p[4..]))),
+            6 if !oack => {
+                oack = true;
+                let fields: Vec<&[u8]> = p[2..].split(|b| *b == 0).collect();
+                for kv in fields.chunks(2) {
+                    let v = || String::from_utf8_lossy(kv[1]).parse::<usize>().unwrap();
+                    match kv[0].to_ascii_lowercase().as_slice() {
+                        b"blksize" => w.blksize = v(),
+                        b"windowsize" => w.window = v(),
+                        _ => {}
+                    }
+                }
+                sock.send_to(&[0, 4, 0, 0], from).unwrap();
+            }
+            3 => {
+                let block = u16::from_be_bytes([p[2], p[3]]);
+                if block != want {
+                    // Once per gap, or every resend would be answered twice.
+                    if !nacked {
+                        w.gaps += 1;
+                        let k = want.wrapping_sub(1).to_be_bytes();
+                        sock.send_to(&[0, 4, k[0], k[1]], from).unwrap();
+                        (nacked, in_window) = (true, 0);
+                    }
+                    continue;
+                }
+                nacked = false;
+                w.data.extend_from_slice(&p[4..]);
+                in_window += 1;
+                let last = n - 4 < w.blksize;
+                if last || in_window == w.window {
+                    sock.send_to(&[0, 4, p[2], p[3]], from).unwrap();
+                    in_window = 0;
+                }
+                if last {
+                    return Ok(w);
+                }
+                want = want.wrapping_add(1);
+            }
+            _ => {}
+        }
+    }
+    Err(format!("no end after 60 s ({} bytes)", w.data.len()))
+}
+
+/// A window is sent as one burst; at large blksize the server grants fewer blocks so the
+/// burst fits a default UDP receive buffer, and the transfer runs without a loss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_are_capped_in_bytes_at_large_blksize() {
+    let (_tmp, state, addr) = setup().await;
+    let g = state.current();
+    let bytes = MAX_WINDOW_BYTES as usize;
+    // (blksize asked, windowsize asked, windowsize the OACK must grant)
+    let cases: [(u16, u16, usize); 5] =
+        [(8192, 16, bytes / 8192), (1468, 16, 16), (512, 16, 16), (8192, 4, 4), (65464, 16, 1)];
+    assert_eq!(bytes / 8192, 8, "the byte cap this test was written for");
+    for path in [BIG_TREE, IMAGE] {
+        let want = tree_bytes(&g, path);
+        for (blk, win, granted) in cases {
+            let r = blocking(move || windowed_read(addr, path, blk, win)).await.unwrap();
+            let r = r.unwrap_or_else(|e| panic!("{path} blksize {blk} window {win}: {e}"));
+            let what = format!("{path} blksize {blk} window {win}");
+            assert_eq!((r.blksize, r.window), (blk as usize, granted), "{what}: the OACK");
+            assert!(r.data == want, "{what}: {} of {} bytes, or they differ", r.data.len(), want.len());
+            // Loopback loses nothing unless a burst overflows the receive buffer.
+            assert_eq!((r.gaps, r.timeouts), (0, 0), "{what}: blocks were lost");
+        }
+    }
+}
+
+/// The server resends an unacknowledged block after the client's `timeout` (RFC 2349),
+/// again after a resend went unanswered, and never while ACKs keep coming in time, even
+/// when the transfer outlasts the timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resends_after_the_timeout_and_only_then() {
+    let (_tmp, state, addr) = setup().await;
+    let want = tree_bytes(&state.current(), BIG_TREE);
+    let r = blocking(move || -> Result<(), String> {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let rrq = format!("\0\x01{BIG_TREE}\0octet\0timeout\01\0");
+        sock.send_to(rrq.as_bytes(), addr).unwrap();
+        let mut buf = vec![0u8; 2048];
+        let mut recv = || {
+            let (n, from) = sock.recv_from(&mut buf).map_err(|e| format!("no packet: {e}"))?;
+            Ok::<_, String>((u16::from_be_bytes([buf[0], buf[1]]), buf[2..n].to_vec(), from, Instant::now()))
+        };
+        let (op, _, from, _) = recv()?;
+        assert_eq!(op, 6, "OACK first");
+        sock.send_to(&[0, 4, 0, 0], from).unwrap();
+        // Block 1 three times: unanswered, it comes back a timeout later, twice.
+        let mut at = Vec::new();
+        for _ in 0..3 {
+            let (op, data, _, t) = recv()?;
+            assert_eq!((op, &data[..2]), (3, &[0u8, 1][..]), "block 1 again");
+            assert!(data[2..] == want[..512]);
+            at.push(t);
+        }
+        for w in at.windows(2) {
+            let gap = w[1] - w[0];
+            assert!(
+                gap >= Duration::from_millis(900) && gap < Duration::from_secs(5),
+                "resent after {gap:?}"
+            );
+        }
+        // Then ACKs 400 ms apart for 2 s: each in time, so no block comes twice.
+        sock.send_to(&[0, 4, 0, 1], from).unwrap();
+        for k in 2u16..=6 {
+            let (op, data, _, _) = recv()?;
+            assert_eq!((op, u16::from_be_bytes([data[0], data[1]])), (3, k), "the next block, not a resend");
+            std::thread::sleep(Duration::from_millis(400));
+            let b = k.to_be_bytes();
+            sock.send_to(&[0, 4, b[0], b[1]], from).unwrap();
+        }
+        let (op, data, _, _) = recv()?;
+        assert_eq!((op, u16::from_be_bytes([data[0], data[1]])), (3, 7));
+        Ok(())
+    })
+    .await
+    .unwrap();
+    r.unwrap();
 }
