@@ -1,20 +1,23 @@
 //! TFTP server over the current generation (async-tftp), read-only.
 //!
 //! async-tftp runs its own smol executor on a thread of its own (see [`serve`]); it has
-//! no shutdown call, so dropping the future [`serve`] returns ends that thread. Each read request resolves its name through [`paths::clean`] against the
-//! generation current at open, and the transfer keeps that generation to its end.
+//! no shutdown call, so dropping the future [`serve`] returns ends that thread. Each read
+//! request resolves its name through [`paths::clean`] against the generation current at
+//! open, and the transfer keeps that generation to its end. async-tftp is patched in
+//! `vendor/async-tftp` (see its `README.ztp.md`) for the window byte cap below.
 //!
 //! Limits, and why:
-//! - blksize up to 65464 (RFC 2348's maximum) and windowsize up to [`MAX_WINDOW`]: the
-//!   server holds one window of blocks per transfer, so these two bound its memory
-//!   (32 × 64 KiB ≈ 2 MiB at worst; RFC 7440 gains flatten out well before 32).
+//! - blksize up to 65464 (RFC 2348's maximum) and windowsize up to [`MAX_WINDOW`] blocks
+//!   and [`MAX_WINDOW_BYTES`] of data (the OACK grants the smaller window): the server
+//!   holds one window per transfer, so this bounds its memory at about 64 KiB per
+//!   transfer, and a burst never overflows a client's default receive buffer.
 //! - at most [`MAX_PER_CLIENT`] transfers per client address and [`MAX_TOTAL`] in all.
 //!   Over the per-client cap the request gets a TFTP error at once. Over the total, it
 //!   waits in line up to [`SLOT_WAIT`] for a transfer to end (the client resends its
 //!   request meanwhile; async-tftp ignores the copies) and only then gets the error: in
 //!   a boot storm the slots turn over within seconds, and a Junos switch stops ZTP at
 //!   its first failed download. With the window bound this caps TFTP memory at about
-//!   64 × 2.1 MiB even against a hostile client.
+//!   64 × 64 KiB even against a hostile client.
 //! - [`MAX_RETRIES`] resends of an unacknowledged window, so a vanished client frees its
 //!   slot after about half a minute at the default 3 s timeout (async-tftp's default of
 //!   100 would hold it for five minutes).
