@@ -18,6 +18,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -51,6 +52,67 @@ pub const MEMORY_BUDGET: u64 = 1 << 20;
 pub struct TreeFile {
     data: Data,
     pub sha256: String,
+    /// The file as it was when checked, if its timestamps can vouch for it later.
+    key: Option<FileKey>,
+}
+
+/// Which file, and which version of it, a tree file was checked through: a later load
+/// that finds the same key at the same path (with the same sha256 listed) takes the
+/// checked data instead of reading and hashing the file again. Any write to a file
+/// changes its ctime (which, unlike mtime, cannot be set back by hand) and a
+/// replacement changes the inode, so an equal key means an unchanged file, with one
+/// exception that [`FileKey::settled`] rules out: timestamps come from a coarse clock
+/// (one scheduler tick), so a write in the same tick as the last one before the check
+/// leaves them equal ("racy" entries, as git calls them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileKey {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+/// How far before a load a file's last change must be for its key to be trusted: well
+/// over a scheduler tick (1-10 ms), the coarseness of file timestamps.
+const RACY_MARGIN: Duration = Duration::from_millis(50);
+
+impl FileKey {
+    fn of(md: &std::fs::Metadata) -> FileKey {
+        use std::os::unix::fs::MetadataExt;
+        FileKey {
+            dev: md.dev(),
+            ino: md.ino(),
+            size: md.size(),
+            mtime: (md.mtime(), md.mtime_nsec()),
+            ctime: (md.ctime(), md.ctime_nsec()),
+        }
+    }
+
+    /// Whether the file's last change (ctime, and mtime in case it was set ahead) is
+    /// before `horizon`, so that any later write must change the key.
+    fn settled(&self, horizon: SystemTime) -> bool {
+        let at = |(s, ns): (i64, i64)| {
+            u64::try_from(s)
+                .ok()
+                .map(|s| SystemTime::UNIX_EPOCH + Duration::new(s, ns.clamp(0, 999_999_999) as u32))
+        };
+        [self.ctime, self.mtime].into_iter().all(|t| at(t).is_some_and(|t| t < horizon))
+    }
+}
+
+/// What one load did: where its time went and how many files it hashed or took over
+/// from the generation before (the reload log line).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadStats {
+    /// Reading and parsing runtime.json.
+    pub manifest: Duration,
+    /// Opening, reading and hashing the tree's files (or taking them over).
+    pub files: Duration,
+    pub total: Duration,
+    pub hashed: usize,
+    pub hashed_bytes: u64,
+    pub reused: usize,
 }
 
 /// Where a tree file's bytes are.
@@ -63,7 +125,7 @@ pub enum Data {
 
 impl TreeFile {
     fn memory(bytes: Bytes, sha256: String) -> TreeFile {
-        TreeFile { data: Data::Memory(bytes), sha256 }
+        TreeFile { data: Data::Memory(bytes), sha256, key: None }
     }
 
     pub fn len(&self) -> u64 {
@@ -119,6 +181,8 @@ pub enum Served {
 pub struct Generation {
     /// Short hash of runtime.json: names this generation in logs and the status API.
     pub id: String,
+    /// runtime.json, less its `files` list: that moved into the lookup table (served by
+    /// [`Generation::get`]), so that its strings are not kept twice.
     pub manifest: Manifest,
     files: HashMap<String, TreeFile>,
     images: HashMap<String, ImageFile>,
@@ -139,12 +203,23 @@ impl Generation {
     /// directory is a different inode afterwards, that failure says nothing about the
     /// new tree, so the load is retried on it (a few times) instead of being refused.
     pub fn load_dir(dir: &Path) -> Result<Generation, LoadError> {
+        Self::load_dir_reusing(dir, None).map(|(g, _)| g)
+    }
+
+    /// [`Generation::load_dir`], taking from `prev` (the generation serving now) every
+    /// file it already checked that is provably the same file, unchanged, at the same
+    /// path with the same sha256 in the new manifest, instead of reading and hashing it
+    /// again (see [`FileKey`]). Returns what the load did, for the reload log.
+    pub fn load_dir_reusing(
+        dir: &Path,
+        prev: Option<&Generation>,
+    ) -> Result<(Generation, LoadStats), LoadError> {
         use std::os::unix::fs::MetadataExt;
         let ino = |d: &Path| std::fs::metadata(d).map(|m| (m.dev(), m.ino())).ok();
         let mut attempt = 0;
         loop {
             let before = ino(dir);
-            let result = Self::load_dir_once(dir);
+            let result = Self::load_dir_once(dir, prev);
             attempt += 1;
             if result.is_ok() || attempt >= 4 || ino(dir) == before {
                 return result;
@@ -152,35 +227,53 @@ impl Generation {
         }
     }
 
-    fn load_dir_once(dir: &Path) -> Result<Generation, LoadError> {
+    fn load_dir_once(dir: &Path, prev: Option<&Generation>) -> Result<(Generation, LoadStats), LoadError> {
         raise_fd_limit();
+        let started = Instant::now();
+        // Files changed at or after this instant (less the clock's coarseness) cannot be
+        // told apart from later changes by their timestamps: see `FileKey::settled`.
+        let horizon = SystemTime::now() - RACY_MARGIN;
+        let mut stats = LoadStats::default();
         let mpath = dir.join(MANIFEST);
         let raw = std::fs::read(&mpath).map_err(|e| LoadError::Read(mpath.clone(), e))?;
-        let manifest = parse_manifest(&raw)?;
+        let mut manifest = parse_manifest(&raw)?;
+        let id = sha256_hex(&raw)[..16].to_string();
+        drop(raw);
+        stats.manifest = started.elapsed();
         let root = dir.join(&manifest.tftp_root);
-        let mut files = HashMap::with_capacity(manifest.files.len());
+        // The file list moves into the lookup table (its strings are not kept twice).
+        let mut list = std::mem::take(&mut manifest.files);
+        let mut files = HashMap::with_capacity(list.len());
         // Top-level files first (every device fetches them), smallest first, until the
         // memory budget is spent.
-        let mut order: Vec<_> = manifest.files.iter().collect();
-        order.sort_by_key(|f| (f.path.contains('/'), f.size));
+        list.sort_by_key(|f| (f.path.contains('/'), f.size));
         let mut budget = MEMORY_BUDGET;
         // One buffer for every file: reading each into a fresh Vec and freeing it
         // leaves the allocator's heap grown to the largest file for nothing.
         let mut buf = Vec::new();
-        for f in order {
+        for f in list {
             let p = root.join(&f.path);
+            let old = prev.and_then(|g| g.files.get(&f.path)).filter(|o| o.sha256 == f.sha256);
+            if let Some(old) = old
+                && let Some(data) = reuse(old, &p, &mut budget)
+            {
+                stats.reused += 1;
+                files.insert(f.path, TreeFile { data, sha256: f.sha256, key: old.key });
+                continue;
+            }
             let mut file = match File::open(&p) {
                 Ok(h) => h,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    return Err(LoadError::MissingFile(f.path.clone()));
-                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(LoadError::MissingFile(f.path)),
                 Err(e) => return Err(LoadError::Read(p, e)),
             };
+            let md = file.metadata().map_err(|e| LoadError::Read(p.clone(), e))?;
             buf.clear();
             file.read_to_end(&mut buf).map_err(|e| LoadError::Read(p.clone(), e))?;
             if sha256_hex(&buf) != f.sha256 {
-                return Err(LoadError::Checksum(f.path.clone()));
+                return Err(LoadError::Checksum(f.path));
             }
+            stats.hashed += 1;
+            stats.hashed_bytes += buf.len() as u64;
             let size = buf.len() as u64;
             let data = if size <= budget {
                 budget -= size;
@@ -188,18 +281,25 @@ impl Generation {
             } else {
                 Data::Disk(Arc::new(file), size)
             };
-            files.insert(f.path.clone(), TreeFile { data, sha256: f.sha256.clone() });
+            // The key describes the file as read only if its size says nothing was
+            // appended between the fstat and the read.
+            let key = Some(FileKey::of(&md)).filter(|k| k.size == size && k.settled(horizon));
+            files.insert(f.path, TreeFile { data, sha256: f.sha256, key });
         }
         drop(buf);
+        stats.files = started.elapsed() - stats.manifest;
         let images = images(&manifest, dir)?;
-        Ok(Generation { id: sha256_hex(&raw)[..16].to_string(), manifest, files, images })
+        stats.total = started.elapsed();
+        Ok((Generation { id, manifest, files, images }, stats))
     }
 
     /// A generation from an in-memory build; local images are found from `base`, the
     /// directory that the build's `fabric_dir_from_out` was relative to.
     pub fn from_artifacts(art: &Artifacts, base: &Path) -> Result<Generation, LoadError> {
         let raw = &art.get(MANIFEST).ok_or_else(|| LoadError::MissingFile(MANIFEST.into()))?.bytes;
-        let manifest = parse_manifest(raw)?;
+        let mut manifest = parse_manifest(raw)?;
+        // As in a loaded directory, the file list lives in the lookup table only.
+        manifest.files = Vec::new();
         let prefix = format!("{TFTP_DIR}/");
         let files = art
             .iter()
@@ -247,6 +347,25 @@ impl Generation {
     }
 }
 
+/// `old`'s data for the file now at `p`, if `p` is still the very file `old` was checked
+/// through and unchanged since (an equal [`FileKey`]), and the memory budget places it
+/// where it was (memory or disk); `None` means: read and hash it.
+fn reuse(old: &TreeFile, p: &Path, budget: &mut u64) -> Option<Data> {
+    let want = old.key?;
+    let md = std::fs::metadata(p).ok()?;
+    if FileKey::of(&md) != want {
+        return None;
+    }
+    match &old.data {
+        Data::Memory(b) if want.size <= *budget => {
+            *budget -= want.size;
+            Some(Data::Memory(b.clone()))
+        }
+        Data::Disk(f, n) if want.size > *budget => Some(Data::Disk(Arc::clone(f), *n)),
+        _ => None,
+    }
+}
+
 /// Tree files served from disk hold a descriptor each (two generations' worth during
 /// a reload: 2,400 for 1,000 devices), over the usual soft limit of 1,024; raise the
 /// soft limit to the hard one, once. If that fails, a load that runs out of
@@ -266,14 +385,23 @@ fn raise_fd_limit() {
 }
 
 fn parse_manifest(raw: &[u8]) -> Result<Manifest, LoadError> {
-    // Read the schema number first so a newer layout gets a clear message, not a
+    // One pass straight into the types (a `serde_json::Value` first cost as much again in
+    // time, and its freed nodes stayed in the heap). Only when that fails is the schema
+    // number read on its own, so that a newer layout gets a clear message rather than a
     // field-by-field parse error.
-    let v: serde_json::Value = serde_json::from_slice(raw).map_err(LoadError::Manifest)?;
-    let schema = v.get("schema").and_then(|s| s.as_u64()).unwrap_or(0) as u32;
-    if schema != SCHEMA {
-        return Err(LoadError::Schema(schema));
+    #[derive(serde::Deserialize)]
+    struct Schema {
+        schema: Option<serde_json::Value>,
     }
-    serde_json::from_value(v).map_err(LoadError::Manifest)
+    let schema = |v: &Option<serde_json::Value>| v.as_ref().and_then(|v| v.as_u64()).map_or(0, |n| n as u32);
+    match serde_json::from_slice::<Manifest>(raw) {
+        Ok(m) if m.schema == SCHEMA => Ok(m),
+        Ok(m) => Err(LoadError::Schema(m.schema)),
+        Err(e) => match serde_json::from_slice::<Schema>(raw) {
+            Ok(s) if schema(&s.schema) != SCHEMA => Err(LoadError::Schema(schema(&s.schema))),
+            _ => Err(LoadError::Manifest(e)),
+        },
+    }
 }
 
 /// Images are checked for presence and size only: hashing gigabytes on every reload
