@@ -101,6 +101,17 @@ fn a_reload_hashes_only_what_may_have_changed() {
     let (a, s) = Generation::load_dir_reusing(&out, None).unwrap();
     let n = a.file_count();
     assert!(n > 5, "{n} files");
+    // Only the shared top-level files (what every device fetches) are held in memory; a
+    // device's own script and anything in a subdirectory is read from disk on request.
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("runtime.json")).unwrap()).unwrap();
+    let paths: Vec<&str> =
+        m["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+    assert_eq!(paths.len(), n);
+    assert!(paths.iter().any(|p| p.starts_with("devices/")), "{paths:?}");
+    for p in &paths {
+        assert_eq!(kept_on_disk(&a, p), p.contains('/'), "{p}");
+    }
     assert_eq!((s.hashed, s.reused), (n, 0), "a first load hashes every file");
 
     let (b, s) = Generation::load_dir_reusing(&out, Some(&a)).unwrap();
@@ -152,4 +163,47 @@ fn an_unknown_schema_is_named() {
     // Today's schema with a broken field: a parse error, not a schema one.
     std::fs::write(&m, text.replace("\"fabric\":", "\"fabric\": 5, \"x\":")).unwrap();
     assert!(matches!(Generation::load_dir(&out).unwrap_err(), LoadError::Manifest(_)));
+}
+
+/// A tree with many device files (checked on several threads): all are served, and a
+/// bad or missing one anywhere among them refuses the load, naming it.
+#[test]
+fn many_files_are_all_checked() {
+    use sha2::{Digest, Sha256};
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    build_dir(&tmp.path().join("src"), &out, 1);
+    let mpath = out.join("runtime.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    let listed = m["files"].as_array().unwrap().len();
+    let extra = 700;
+    for i in 0..extra {
+        let path = format!("devices/extra{i:04}.sh");
+        let bytes = pattern(3000 + i, i as u64);
+        std::fs::write(out.join("tftp").join(&path), &bytes).unwrap();
+        let sha: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        let entry = serde_json::json!({"path": path, "sha256": sha, "size": bytes.len(), "mode": "0644"});
+        m["files"].as_array_mut().unwrap().push(entry);
+    }
+    std::fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    let (g, s) = Generation::load_dir_reusing(&out, None).unwrap();
+    assert_eq!((g.file_count(), s.hashed), (listed + extra, listed + extra));
+    for i in [0, 349, 699] {
+        let path = format!("devices/extra{i:04}.sh");
+        assert!(tree_bytes(&g, &path) == pattern(3000 + i, i as u64), "{path}");
+        assert!(kept_on_disk(&g, &path));
+    }
+    let bad = out.join("tftp/devices/extra0500.sh");
+    let mut bytes = std::fs::read(&bad).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&bad, &bytes).unwrap();
+    match Generation::load_dir_reusing(&out, Some(&g)) {
+        Err(LoadError::Checksum(f)) => assert_eq!(f, "devices/extra0500.sh"),
+        other => panic!("a bad file must be named, got {:?}", other.map(|(_, s)| s)),
+    }
+    std::fs::remove_file(&bad).unwrap();
+    match Generation::load_dir(&out) {
+        Err(LoadError::MissingFile(f)) => assert_eq!(f, "devices/extra0500.sh"),
+        other => panic!("a missing file must be named, got {:?}", other.map(|g| g.file_count())),
+    }
 }
