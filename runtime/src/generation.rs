@@ -267,36 +267,35 @@ impl Generation {
         // matter: check them on a few threads. A swap is served once every file is
         // checked, and this is most of that time.
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
-        let results: Vec<Result<Vec<Checked>, LoadError>> = if threads == 1 || nested.len() <= PARALLEL_MIN {
+        // Results go to slots allocated here, and a descriptor is wrapped (allocated) only
+        // back on this thread: a worker allocates next to nothing, so the heaps the
+        // allocator gives its threads stay small (the runtime's idle RSS, bench/footprint).
+        let mut slots: Vec<Option<Result<Checked, LoadError>>> = Vec::with_capacity(nested.len());
+        slots.resize_with(nested.len(), || None);
+        let run = |part: &[FileInfo], out: &mut [Option<Result<Checked, LoadError>>]| {
             let (mut buf, mut no_budget) = (Vec::new(), 0);
-            vec![
-                nested
-                    .iter()
-                    .map(|f| check_file(&root, f, old(f), false, &mut no_budget, &mut buf, horizon))
-                    .collect(),
-            ]
+            for (f, slot) in part.iter().zip(out) {
+                let r = check_file(&root, f, old(f), false, &mut no_budget, &mut buf, horizon);
+                let failed = r.is_err();
+                *slot = Some(r);
+                if failed {
+                    break;
+                }
+            }
+        };
+        if threads == 1 || nested.len() <= PARALLEL_MIN {
+            run(&nested, &mut slots);
         } else {
             let per = nested.len().div_ceil(threads).max(PARALLEL_MIN);
             std::thread::scope(|s| {
-                let jobs: Vec<_> = nested
-                    .chunks(per)
-                    .map(|part| {
-                        let (root, old) = (&root, &old);
-                        s.spawn(move || {
-                            let (mut buf, mut no_budget) = (Vec::new(), 0);
-                            part.iter()
-                                .map(|f| {
-                                    check_file(root, f, old(f), false, &mut no_budget, &mut buf, horizon)
-                                })
-                                .collect()
-                        })
-                    })
-                    .collect();
-                jobs.into_iter().map(|j| j.join().unwrap_or(Err(LoadError::Panicked))).collect()
-            })
-        };
-        for r in results {
-            checked.extend(r?);
+                for (part, out) in nested.chunks(per).zip(slots.chunks_mut(per)) {
+                    s.spawn(|| run(part, out));
+                }
+            });
+        }
+        for slot in slots {
+            // An empty slot follows a failure in the same part (or a worker's panic).
+            checked.push(slot.unwrap_or(Err(LoadError::Panicked))?);
         }
         for (f, c) in list.into_iter().chain(nested).zip(checked) {
             match c.hashed {
@@ -306,7 +305,11 @@ impl Generation {
                 }
                 None => stats.reused += 1,
             }
-            files.insert(f.path, TreeFile { data: c.data, sha256: f.sha256, key: c.key });
+            let data = match c.body {
+                Body::Ready(d) => d,
+                Body::Opened(file, size) => Data::Disk(Arc::new(file), size),
+            };
+            files.insert(f.path, TreeFile { data, sha256: f.sha256, key: c.key });
         }
         stats.files = started.elapsed() - stats.manifest;
         let images = images(&manifest, dir)?;
@@ -373,10 +376,16 @@ const PARALLEL_MIN: usize = 128;
 
 /// One file of the tree, checked.
 struct Checked {
-    data: Data,
+    body: Body,
     key: Option<FileKey>,
     /// Bytes read and hashed; `None` if taken over from the generation before.
     hashed: Option<u64>,
+}
+
+/// A checked file's bytes, or its descriptor still to be wrapped for sharing.
+enum Body {
+    Ready(Data),
+    Opened(File, u64),
 }
 
 /// Check the file listed as `f` (under `root`): take it over from `old` if it is
@@ -395,7 +404,7 @@ fn check_file(
     if let Some(old) = old
         && let Some(data) = reuse(old, &p, shared, budget)
     {
-        return Ok(Checked { data, key: old.key, hashed: None });
+        return Ok(Checked { body: Body::Ready(data), key: old.key, hashed: None });
     }
     let file = match open_noatime(&p) {
         Ok(h) => h,
@@ -414,16 +423,16 @@ fn check_file(
         return Err(LoadError::Checksum(f.path.clone()));
     }
     let size = buf.len() as u64;
-    let data = if shared && size <= *budget {
+    let body = if shared && size <= *budget {
         *budget -= size;
-        Data::Memory(Bytes::copy_from_slice(buf))
+        Body::Ready(Data::Memory(Bytes::copy_from_slice(buf)))
     } else {
-        Data::Disk(Arc::new(file), size)
+        Body::Opened(file, size)
     };
     // The key describes the file as read only if its size says nothing was appended
     // between the fstat and the read.
     let key = Some(FileKey::of(&md)).filter(|k| k.size == size && k.settled(horizon));
-    Ok(Checked { data, key, hashed: Some(size) })
+    Ok(Checked { body, key, hashed: Some(size) })
 }
 
 /// Open for reading without updating the access time: on ext4 an atime update is a
