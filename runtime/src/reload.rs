@@ -244,19 +244,29 @@ pub fn watch(source: Source, state: Arc<State>, debounce: Duration) -> notify::R
             // This load covers every change signalled so far: it reads the tree after.
             while rx.try_recv().is_ok() {}
             due = None;
-            let (s, st, w) = (source.clone(), Arc::clone(&state), Arc::clone(&w2));
+            // A swapped directory is a new inode that nothing watches yet. Watch it
+            // alongside the load, not before: notify's thread takes a watch request only
+            // between batches of events, and ztpc deleting the old tree (still watched
+            // until that batch ends) is one long batch: waiting for it held every swap
+            // until ztpc exited, seconds under load (bench/reload).
             let was = watched;
-            let job = move || {
-                // A swapped directory is a new inode that nothing watches yet: watch it
-                // before loading, so that a change made to it from here on is seen.
-                let now = match &s {
-                    Source::Artifacts(d) => rewatch(&w, d, was),
-                    Source::Fabric(..) => was,
-                };
-                reload_after(&s, &st, seen.elapsed());
-                now
+            let rewatching = match &source {
+                Source::Artifacts(d) if dir_id(d).is_some_and(|id| Some(id) != was) => {
+                    let (w, d) = (Arc::clone(&w2), d.clone());
+                    Some(tokio::task::spawn_blocking(move || rewatch(&w, &d, was)))
+                }
+                _ => None,
             };
-            watched = tokio::task::spawn_blocking(job).await.unwrap_or(was);
+            let (s, st) = (source.clone(), Arc::clone(&state));
+            let _ = tokio::task::spawn_blocking(move || reload_after(&s, &st, seen.elapsed())).await;
+            if let Some(job) = rewatching {
+                watched = job.await.unwrap_or(was);
+                // A change made to the new tree before its watch was in place went
+                // unseen: look once more when things settle (cheap: the files just
+                // checked are taken over, not hashed again).
+                last_change = Instant::now();
+                due = Some(tokio::time::Instant::now() + debounce);
+            }
         }
     });
     Ok(Watch { _watcher: watcher, task })

@@ -156,3 +156,27 @@ fn an_edit_in_place_is_loaded_once_it_settles() {
     assert_eq!(s["generation"].as_str(), Some(first.as_str()));
     assert_eq!(get(rt.http, "/ztp.json"), (200, body), "the old bytes keep serving");
 }
+
+/// An edit made to a freshly swapped tree straight away, before the runtime can have
+/// watched the new directory, is still noticed (here: refused, since it breaks a
+/// checksum), whether the swap's load saw it or a later look did.
+#[test]
+fn an_edit_right_after_a_swap_is_not_missed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, state) = (tmp.path().join("out"), tmp.path().join("state"));
+    build_lab(&out, "1.0");
+    let rt = start(&out, &state, 200);
+    let refused_at = || services(rt.http)["last_refused_reload"]["at"].as_str().map(str::to_string);
+    for i in 0..3 {
+        let before = refused_at();
+        build_lab(&out, &format!("{}.5", i + 2));
+        std::fs::write(out.join("tftp/ztp.json"), format!("{{\"edit\": {i}}}")).unwrap();
+        until(Duration::from_secs(10), "the edit to be refused", || refused_at() != before);
+        let s = services(rt.http);
+        assert!(s["last_refused_reload"]["reason"].as_str().unwrap().contains("ztp.json"), "{s}");
+        // A clean rebuild (a tree not served before) is served again.
+        let served = generation(rt.http);
+        build_lab(&out, &format!("{}.9", i + 2));
+        until(Duration::from_secs(10), "a clean rebuild served", || generation(rt.http) != served);
+    }
+}
