@@ -73,6 +73,17 @@ pub fn reload_once(source: &Source, state: &State) -> bool {
 /// [`reload_once`], `waited` after the change that asked for it was seen (logged).
 fn reload_after(source: &Source, state: &State, waited: Duration) -> bool {
     let started = Instant::now();
+    // How long ago the artifact directory itself last changed (a swap renames it in),
+    // from its ctime: with `waited`, where the time before a load went.
+    let dir_age = match source {
+        Source::Artifacts(d) => std::fs::metadata(d).ok().and_then(|m| {
+            use std::os::unix::fs::MetadataExt;
+            let at = std::time::UNIX_EPOCH
+                + Duration::new(m.ctime().max(0) as u64, m.ctime_nsec().clamp(0, 999_999_999) as u32);
+            std::time::SystemTime::now().duration_since(at).ok()
+        }),
+        Source::Fabric(..) => None,
+    };
     let old = state.current();
     match source.load_after(&old) {
         Ok((g, stats)) if g.id == old.id => {
@@ -92,6 +103,7 @@ fn reload_after(source: &Source, state: &State, waited: Duration) -> bool {
                 files,
                 ms = ms(started.elapsed()),
                 waited_ms = ms(waited),
+                dir_changed_ms_ago = dir_age.map(ms),
                 manifest_ms = ms(s.manifest),
                 files_ms = ms(s.files),
                 hashed = s.hashed,
