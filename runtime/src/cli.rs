@@ -59,7 +59,8 @@ pub struct Cli {
     pub admin_token_file: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = LogFormat::Pretty)]
     pub log_format: LogFormat,
-    /// How long changes must settle before a reload, in milliseconds.
+    /// How long changes must settle before a reload, in milliseconds. A new artifact
+    /// directory swapped in by rename (as `ztpc build` does) is loaded at once.
     #[arg(long, value_name = "MS", default_value_t = 50)]
     pub reload_debounce_ms: u64,
 }

@@ -6,7 +6,8 @@
 //! Memory: a loaded directory's files are checked against their sha256 once, then the
 //! shared top-level files (ztp.json, the platform scripts: what every device fetches)
 //! stay in memory up to [`MEMORY_BUDGET`], and every other file (a device's own
-//! script, fetched about once) is kept as an open descriptor and read on request. The
+//! script, fetched about once, and anything in a subdirectory) is kept as an open
+//! descriptor and read on request (from the page cache, in practice). The
 //! descriptor pins the checked file: `ztpc build` swaps a new directory in and deletes
 //! the old one, and an old generation still serving reads the old bytes through it.
 //! For a 1,000-device fabric this keeps ~14 MB of scripts out of the process (see
@@ -18,10 +19,11 @@ use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
-use ztpc::render::manifest::{Manifest, SCHEMA};
+use ztpc::render::manifest::{FileInfo, Manifest, SCHEMA};
 use ztpc::render::{Artifacts, MANIFEST, TFTP_DIR};
 
 /// Why a directory (or a compile) cannot become the serving generation.
@@ -41,9 +43,13 @@ pub enum LoadError {
     Image(String, PathBuf),
     #[error("the fabric does not compile: {0}")]
     Compile(String),
+    #[error("checking the tree's files failed unexpectedly (a bug): see the log")]
+    Panicked,
 }
 
-/// Bytes of the served tree kept in memory, at most (top-level files first).
+/// Bytes of the served tree kept in memory, at most: top-level files only, smallest
+/// first. (Device scripts once filled what the shared files left of it, about 0.8 MB
+/// for 1,000 devices, each to be fetched about once: see bench/footprint.)
 pub const MEMORY_BUDGET: u64 = 1 << 20;
 
 /// A file of the served tree: checked against its sha256 at load.
@@ -51,6 +57,67 @@ pub const MEMORY_BUDGET: u64 = 1 << 20;
 pub struct TreeFile {
     data: Data,
     pub sha256: String,
+    /// The file as it was when checked, if its timestamps can vouch for it later.
+    key: Option<FileKey>,
+}
+
+/// Which file, and which version of it, a tree file was checked through: a later load
+/// that finds the same key at the same path (with the same sha256 listed) takes the
+/// checked data instead of reading and hashing the file again. Any write to a file
+/// changes its ctime (which, unlike mtime, cannot be set back by hand) and a
+/// replacement changes the inode, so an equal key means an unchanged file, with one
+/// exception that [`FileKey::settled`] rules out: timestamps come from a coarse clock
+/// (one scheduler tick), so a write in the same tick as the last one before the check
+/// leaves them equal ("racy" entries, as git calls them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileKey {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+/// How far before a load a file's last change must be for its key to be trusted: well
+/// over a scheduler tick (1-10 ms), the coarseness of file timestamps.
+const RACY_MARGIN: Duration = Duration::from_millis(50);
+
+impl FileKey {
+    fn of(md: &std::fs::Metadata) -> FileKey {
+        use std::os::unix::fs::MetadataExt;
+        FileKey {
+            dev: md.dev(),
+            ino: md.ino(),
+            size: md.size(),
+            mtime: (md.mtime(), md.mtime_nsec()),
+            ctime: (md.ctime(), md.ctime_nsec()),
+        }
+    }
+
+    /// Whether the file's last change (ctime, and mtime in case it was set ahead) is
+    /// before `horizon`, so that any later write must change the key.
+    fn settled(&self, horizon: SystemTime) -> bool {
+        let at = |(s, ns): (i64, i64)| {
+            u64::try_from(s)
+                .ok()
+                .map(|s| SystemTime::UNIX_EPOCH + Duration::new(s, ns.clamp(0, 999_999_999) as u32))
+        };
+        [self.ctime, self.mtime].into_iter().all(|t| at(t).is_some_and(|t| t < horizon))
+    }
+}
+
+/// What one load did: where its time went and how many files it hashed or took over
+/// from the generation before (the reload log line).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadStats {
+    /// Reading and parsing runtime.json.
+    pub manifest: Duration,
+    /// Opening, reading and hashing the tree's files (or taking them over).
+    pub files: Duration,
+    pub total: Duration,
+    pub hashed: usize,
+    pub hashed_bytes: u64,
+    pub reused: usize,
 }
 
 /// Where a tree file's bytes are.
@@ -63,7 +130,7 @@ pub enum Data {
 
 impl TreeFile {
     fn memory(bytes: Bytes, sha256: String) -> TreeFile {
-        TreeFile { data: Data::Memory(bytes), sha256 }
+        TreeFile { data: Data::Memory(bytes), sha256, key: None }
     }
 
     pub fn len(&self) -> u64 {
@@ -119,6 +186,8 @@ pub enum Served {
 pub struct Generation {
     /// Short hash of runtime.json: names this generation in logs and the status API.
     pub id: String,
+    /// runtime.json, less its `files` list: that moved into the lookup table (served by
+    /// [`Generation::get`]), so that its strings are not kept twice.
     pub manifest: Manifest,
     files: HashMap<String, TreeFile>,
     images: HashMap<String, ImageFile>,
@@ -139,12 +208,23 @@ impl Generation {
     /// directory is a different inode afterwards, that failure says nothing about the
     /// new tree, so the load is retried on it (a few times) instead of being refused.
     pub fn load_dir(dir: &Path) -> Result<Generation, LoadError> {
+        Self::load_dir_reusing(dir, None).map(|(g, _)| g)
+    }
+
+    /// [`Generation::load_dir`], taking from `prev` (the generation serving now) every
+    /// file it already checked that is provably the same file, unchanged, at the same
+    /// path with the same sha256 in the new manifest, instead of reading and hashing it
+    /// again (see [`FileKey`]). Returns what the load did, for the reload log.
+    pub fn load_dir_reusing(
+        dir: &Path,
+        prev: Option<&Generation>,
+    ) -> Result<(Generation, LoadStats), LoadError> {
         use std::os::unix::fs::MetadataExt;
         let ino = |d: &Path| std::fs::metadata(d).map(|m| (m.dev(), m.ino())).ok();
         let mut attempt = 0;
         loop {
             let before = ino(dir);
-            let result = Self::load_dir_once(dir);
+            let result = Self::load_dir_once(dir, prev);
             attempt += 1;
             if result.is_ok() || attempt >= 4 || ino(dir) == before {
                 return result;
@@ -152,54 +232,98 @@ impl Generation {
         }
     }
 
-    fn load_dir_once(dir: &Path) -> Result<Generation, LoadError> {
+    fn load_dir_once(dir: &Path, prev: Option<&Generation>) -> Result<(Generation, LoadStats), LoadError> {
         raise_fd_limit();
+        let started = Instant::now();
+        // Files changed at or after this instant (less the clock's coarseness) cannot be
+        // told apart from later changes by their timestamps: see `FileKey::settled`.
+        let horizon = SystemTime::now() - RACY_MARGIN;
+        let mut stats = LoadStats::default();
         let mpath = dir.join(MANIFEST);
         let raw = std::fs::read(&mpath).map_err(|e| LoadError::Read(mpath.clone(), e))?;
-        let manifest = parse_manifest(&raw)?;
+        let mut manifest = parse_manifest(&raw)?;
+        let id = sha256_hex(&raw)[..16].to_string();
+        drop(raw);
+        stats.manifest = started.elapsed();
         let root = dir.join(&manifest.tftp_root);
-        let mut files = HashMap::with_capacity(manifest.files.len());
-        // Top-level files first (every device fetches them), smallest first, until the
-        // memory budget is spent.
-        let mut order: Vec<_> = manifest.files.iter().collect();
-        order.sort_by_key(|f| (f.path.contains('/'), f.size));
+        // The file list moves into the lookup table (its strings are not kept twice).
+        let mut list = std::mem::take(&mut manifest.files);
+        let mut files = HashMap::with_capacity(list.len());
+        // Top-level files (every device fetches them) in memory, smallest first, until
+        // the memory budget is spent; the rest on disk.
+        list.sort_by_key(|f| (f.path.contains('/'), f.size));
+        let nested = list.split_off(list.partition_point(|f| !f.path.contains('/')));
+        let old = |f: &FileInfo| prev.and_then(|g| g.files.get(&f.path)).filter(|o| o.sha256 == f.sha256);
         let mut budget = MEMORY_BUDGET;
         // One buffer for every file: reading each into a fresh Vec and freeing it
         // leaves the allocator's heap grown to the largest file for nothing.
         let mut buf = Vec::new();
-        for f in order {
-            let p = root.join(&f.path);
-            let mut file = match File::open(&p) {
-                Ok(h) => h,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    return Err(LoadError::MissingFile(f.path.clone()));
-                }
-                Err(e) => return Err(LoadError::Read(p, e)),
-            };
-            buf.clear();
-            file.read_to_end(&mut buf).map_err(|e| LoadError::Read(p.clone(), e))?;
-            if sha256_hex(&buf) != f.sha256 {
-                return Err(LoadError::Checksum(f.path.clone()));
-            }
-            let size = buf.len() as u64;
-            let data = if size <= budget {
-                budget -= size;
-                Data::Memory(Bytes::copy_from_slice(&buf))
-            } else {
-                Data::Disk(Arc::new(file), size)
-            };
-            files.insert(f.path.clone(), TreeFile { data, sha256: f.sha256.clone() });
+        let mut checked = Vec::with_capacity(list.len() + nested.len());
+        for f in &list {
+            checked.push(check_file(&root, f, old(f), true, &mut budget, &mut buf, horizon)?);
         }
         drop(buf);
+        // The rest (a device's own script each) all go to disk, so their order does not
+        // matter: check them on a few threads. A swap is served once every file is
+        // checked, and this is most of that time.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
+        // Results go to slots allocated here, and a descriptor is wrapped (allocated) only
+        // back on this thread: a worker allocates next to nothing, so the heaps the
+        // allocator gives its threads stay small (the runtime's idle RSS, bench/footprint).
+        let mut slots: Vec<Option<Result<Checked, LoadError>>> = Vec::with_capacity(nested.len());
+        slots.resize_with(nested.len(), || None);
+        let run = |part: &[FileInfo], out: &mut [Option<Result<Checked, LoadError>>]| {
+            let (mut buf, mut no_budget) = (Vec::new(), 0);
+            for (f, slot) in part.iter().zip(out) {
+                let r = check_file(&root, f, old(f), false, &mut no_budget, &mut buf, horizon);
+                let failed = r.is_err();
+                *slot = Some(r);
+                if failed {
+                    break;
+                }
+            }
+        };
+        if threads == 1 || nested.len() <= PARALLEL_MIN {
+            run(&nested, &mut slots);
+        } else {
+            let per = nested.len().div_ceil(threads).max(PARALLEL_MIN);
+            std::thread::scope(|s| {
+                for (part, out) in nested.chunks(per).zip(slots.chunks_mut(per)) {
+                    s.spawn(|| run(part, out));
+                }
+            });
+        }
+        for slot in slots {
+            // An empty slot follows a failure in the same part (or a worker's panic).
+            checked.push(slot.unwrap_or(Err(LoadError::Panicked))?);
+        }
+        for (f, c) in list.into_iter().chain(nested).zip(checked) {
+            match c.hashed {
+                Some(n) => {
+                    stats.hashed += 1;
+                    stats.hashed_bytes += n;
+                }
+                None => stats.reused += 1,
+            }
+            let data = match c.body {
+                Body::Ready(d) => d,
+                Body::Opened(file, size) => Data::Disk(Arc::new(file), size),
+            };
+            files.insert(f.path, TreeFile { data, sha256: f.sha256, key: c.key });
+        }
+        stats.files = started.elapsed() - stats.manifest;
         let images = images(&manifest, dir)?;
-        Ok(Generation { id: sha256_hex(&raw)[..16].to_string(), manifest, files, images })
+        stats.total = started.elapsed();
+        Ok((Generation { id, manifest, files, images }, stats))
     }
 
     /// A generation from an in-memory build; local images are found from `base`, the
     /// directory that the build's `fabric_dir_from_out` was relative to.
     pub fn from_artifacts(art: &Artifacts, base: &Path) -> Result<Generation, LoadError> {
         let raw = &art.get(MANIFEST).ok_or_else(|| LoadError::MissingFile(MANIFEST.into()))?.bytes;
-        let manifest = parse_manifest(raw)?;
+        let mut manifest = parse_manifest(raw)?;
+        // As in a loaded directory, the file list lives in the lookup table only.
+        manifest.files = Vec::new();
         let prefix = format!("{TFTP_DIR}/");
         let files = art
             .iter()
@@ -247,6 +371,101 @@ impl Generation {
     }
 }
 
+/// Below this many files (per thread), checking in parallel is not worth a thread.
+const PARALLEL_MIN: usize = 128;
+
+/// One file of the tree, checked.
+struct Checked {
+    body: Body,
+    key: Option<FileKey>,
+    /// Bytes read and hashed; `None` if taken over from the generation before.
+    hashed: Option<u64>,
+}
+
+/// A checked file's bytes, or its descriptor still to be wrapped for sharing.
+enum Body {
+    Ready(Data),
+    Opened(File, u64),
+}
+
+/// Check the file listed as `f` (under `root`): take it over from `old` if it is
+/// unchanged, or read it, compare its sha256 with the manifest's, and keep its bytes
+/// (`shared` and within `budget`) or its descriptor.
+fn check_file(
+    root: &Path,
+    f: &FileInfo,
+    old: Option<&TreeFile>,
+    shared: bool,
+    budget: &mut u64,
+    buf: &mut Vec<u8>,
+    horizon: SystemTime,
+) -> Result<Checked, LoadError> {
+    let p = root.join(&f.path);
+    if let Some(old) = old
+        && let Some(data) = reuse(old, &p, shared, budget)
+    {
+        return Ok(Checked { body: Body::Ready(data), key: old.key, hashed: None });
+    }
+    let file = match open_noatime(&p) {
+        Ok(h) => h,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(LoadError::MissingFile(f.path.clone())),
+        Err(e) => return Err(LoadError::Read(p, e)),
+    };
+    let md = file.metadata().map_err(|e| LoadError::Read(p.clone(), e))?;
+    if md.len() != f.size {
+        return Err(LoadError::Checksum(f.path.clone()));
+    }
+    // Up to one byte more than listed, to see a file that grew: its sha256 cannot match.
+    buf.clear();
+    buf.reserve(f.size as usize + 1);
+    (&file).take(f.size + 1).read_to_end(buf).map_err(|e| LoadError::Read(p.clone(), e))?;
+    if sha256_hex(buf) != f.sha256 {
+        return Err(LoadError::Checksum(f.path.clone()));
+    }
+    let size = buf.len() as u64;
+    let body = if shared && size <= *budget {
+        *budget -= size;
+        Body::Ready(Data::Memory(Bytes::copy_from_slice(buf)))
+    } else {
+        Body::Opened(file, size)
+    };
+    // The key describes the file as read only if its size says nothing was appended
+    // between the fstat and the read.
+    let key = Some(FileKey::of(&md)).filter(|k| k.size == size && k.settled(horizon));
+    Ok(Checked { body, key, hashed: Some(size) })
+}
+
+/// Open for reading without updating the access time: on ext4 an atime update is a
+/// journalled inode write, per file, on every reload. Only the file's owner (or root)
+/// may ask for that; anyone else gets a plain open.
+fn open_noatime(p: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let noatime = rustix::fs::OFlags::NOATIME.bits() as i32;
+    match File::options().read(true).custom_flags(noatime).open(p) {
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) => File::open(p),
+        r => r,
+    }
+}
+
+/// `old`'s data for the file now at `p`, if `p` is still the very file `old` was checked
+/// through and unchanged since (an equal [`FileKey`]), and the memory budget places it
+/// where it was (memory or disk); `None` means: read and hash it.
+fn reuse(old: &TreeFile, p: &Path, shared: bool, budget: &mut u64) -> Option<Data> {
+    let want = old.key?;
+    let md = std::fs::metadata(p).ok()?;
+    if FileKey::of(&md) != want {
+        return None;
+    }
+    match &old.data {
+        Data::Memory(b) if shared && want.size <= *budget => {
+            *budget -= want.size;
+            Some(Data::Memory(b.clone()))
+        }
+        Data::Disk(f, n) if !shared || want.size > *budget => Some(Data::Disk(Arc::clone(f), *n)),
+        _ => None,
+    }
+}
+
 /// Tree files served from disk hold a descriptor each (two generations' worth during
 /// a reload: 2,400 for 1,000 devices), over the usual soft limit of 1,024; raise the
 /// soft limit to the hard one, once. If that fails, a load that runs out of
@@ -266,14 +485,23 @@ fn raise_fd_limit() {
 }
 
 fn parse_manifest(raw: &[u8]) -> Result<Manifest, LoadError> {
-    // Read the schema number first so a newer layout gets a clear message, not a
+    // One pass straight into the types (a `serde_json::Value` first cost as much again in
+    // time, and its freed nodes stayed in the heap). Only when that fails is the schema
+    // number read on its own, so that a newer layout gets a clear message rather than a
     // field-by-field parse error.
-    let v: serde_json::Value = serde_json::from_slice(raw).map_err(LoadError::Manifest)?;
-    let schema = v.get("schema").and_then(|s| s.as_u64()).unwrap_or(0) as u32;
-    if schema != SCHEMA {
-        return Err(LoadError::Schema(schema));
+    #[derive(serde::Deserialize)]
+    struct Schema {
+        schema: Option<serde_json::Value>,
     }
-    serde_json::from_value(v).map_err(LoadError::Manifest)
+    let schema = |v: &Option<serde_json::Value>| v.as_ref().and_then(|v| v.as_u64()).map_or(0, |n| n as u32);
+    match serde_json::from_slice::<Manifest>(raw) {
+        Ok(m) if m.schema == SCHEMA => Ok(m),
+        Ok(m) => Err(LoadError::Schema(m.schema)),
+        Err(e) => match serde_json::from_slice::<Schema>(raw) {
+            Ok(s) if schema(&s.schema) != SCHEMA => Err(LoadError::Schema(schema(&s.schema))),
+            _ => Err(LoadError::Manifest(e)),
+        },
+    }
 }
 
 /// Images are checked for presence and size only: hashing gigabytes on every reload

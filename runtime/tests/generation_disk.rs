@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use support::*;
-use ztp_runtime::generation::{Data, Generation, MEMORY_BUDGET, Served};
+use ztp_runtime::generation::{Data, Generation, LoadError, MEMORY_BUDGET, Served};
 use ztp_runtime::state::State;
 
 /// `ztpc build` of a dc1 copy (a 2 MB custom script: over the memory budget) into `out`.
@@ -84,4 +84,126 @@ async fn files_on_disk_outlive_their_directory() {
     .await
     .unwrap();
     assert!(whole.body == want_b && t.unwrap() == want_b, "after the swap: the new bytes");
+}
+
+/// A reload takes over what the serving generation checked when the file on disk is
+/// provably the same and unchanged (same inode, size and timestamps, same sha256
+/// listed), and reads and hashes anything else: a file rewritten in place with the
+/// same size is caught by its checksum, never served on the strength of the old check,
+/// and a file whose timestamps are too recent to vouch for it is hashed every time.
+#[test]
+fn a_reload_hashes_only_what_may_have_changed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    build_dir(&tmp.path().join("src"), &out, 1);
+    // Well past the racy margin: the build's timestamps can vouch for its files.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let (a, s) = Generation::load_dir_reusing(&out, None).unwrap();
+    let n = a.file_count();
+    assert!(n > 5, "{n} files");
+    // Only the shared top-level files (what every device fetches) are held in memory; a
+    // device's own script and anything in a subdirectory is read from disk on request.
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("runtime.json")).unwrap()).unwrap();
+    let paths: Vec<&str> =
+        m["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap()).collect();
+    assert_eq!(paths.len(), n);
+    assert!(paths.iter().any(|p| p.starts_with("devices/")), "{paths:?}");
+    for p in &paths {
+        assert_eq!(kept_on_disk(&a, p), p.contains('/'), "{p}");
+    }
+    assert_eq!((s.hashed, s.reused), (n, 0), "a first load hashes every file");
+
+    let (b, s) = Generation::load_dir_reusing(&out, Some(&a)).unwrap();
+    assert_eq!((s.hashed, s.reused), (0, n), "nothing changed: nothing hashed");
+    assert_eq!(b.id, a.id);
+    let want = std::fs::read(out.join("tftp").join(BIG_TREE)).unwrap();
+    assert!(tree_bytes(&b, BIG_TREE) == want && kept_on_disk(&b, BIG_TREE));
+    assert!(tree_bytes(&b, "ztp.json") == std::fs::read(out.join("tftp/ztp.json")).unwrap());
+
+    // Rewritten in place, same size, other bytes: hashed again, and refused.
+    let p = out.join("tftp").join(BIG_TREE);
+    let mut edited = want.clone();
+    edited[1000] ^= 0xff;
+    std::fs::write(&p, &edited).unwrap();
+    match Generation::load_dir_reusing(&out, Some(&b)) {
+        Err(LoadError::Checksum(f)) => assert_eq!(f, BIG_TREE),
+        other => panic!("an edited file must fail its checksum, got {:?}", other.map(|(_, s)| s)),
+    }
+
+    // Put back, with a modification time ahead of now: timestamps that cannot rule out
+    // a later write in the same clock tick. The file is hashed on every load.
+    std::fs::write(&p, &want).unwrap();
+    let f = std::fs::File::options().write(true).open(&p).unwrap();
+    f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(3600)).unwrap();
+    drop(f);
+    let (c, s) = Generation::load_dir_reusing(&out, Some(&b)).unwrap();
+    assert_eq!((s.hashed, s.reused), (1, n - 1));
+    let (_, s) = Generation::load_dir_reusing(&out, Some(&c)).unwrap();
+    assert_eq!((s.hashed, s.reused), (1, n - 1), "a file not vouched for is hashed again");
+}
+
+/// runtime.json of a schema this runtime does not read is refused with the schema named,
+/// whether or not the rest of it parses as today's layout.
+#[test]
+fn an_unknown_schema_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    build_dir(&tmp.path().join("src"), &out, 1);
+    let m = out.join("runtime.json");
+    let text = std::fs::read_to_string(&m).unwrap();
+    assert!(text.contains("\"schema\": 1,"));
+    std::fs::write(&m, text.replace("\"schema\": 1,", "\"schema\": 2,")).unwrap();
+    let e = Generation::load_dir(&out).unwrap_err();
+    assert!(matches!(e, LoadError::Schema(2)), "{e}");
+    std::fs::write(&m, text.replace("\"schema\": 1,", "\"schema\": 7, \"new-field\": true,")).unwrap();
+    let e = Generation::load_dir(&out).unwrap_err();
+    assert!(matches!(e, LoadError::Schema(7)), "{e}");
+    assert!(e.to_string().contains("schema 7"), "{e}");
+    // Today's schema with a broken field: a parse error, not a schema one.
+    std::fs::write(&m, text.replace("\"fabric\":", "\"fabric\": 5, \"x\":")).unwrap();
+    assert!(matches!(Generation::load_dir(&out).unwrap_err(), LoadError::Manifest(_)));
+}
+
+/// A tree with many device files (checked on several threads): all are served, and a
+/// bad or missing one anywhere among them refuses the load, naming it.
+#[test]
+fn many_files_are_all_checked() {
+    use sha2::{Digest, Sha256};
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    build_dir(&tmp.path().join("src"), &out, 1);
+    let mpath = out.join("runtime.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    let listed = m["files"].as_array().unwrap().len();
+    let extra = 700;
+    for i in 0..extra {
+        let path = format!("devices/extra{i:04}.sh");
+        let bytes = pattern(3000 + i, i as u64);
+        std::fs::write(out.join("tftp").join(&path), &bytes).unwrap();
+        let sha: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+        let entry = serde_json::json!({"path": path, "sha256": sha, "size": bytes.len(), "mode": "0644"});
+        m["files"].as_array_mut().unwrap().push(entry);
+    }
+    std::fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    let (g, s) = Generation::load_dir_reusing(&out, None).unwrap();
+    assert_eq!((g.file_count(), s.hashed), (listed + extra, listed + extra));
+    for i in [0, 349, 699] {
+        let path = format!("devices/extra{i:04}.sh");
+        assert!(tree_bytes(&g, &path) == pattern(3000 + i, i as u64), "{path}");
+        assert!(kept_on_disk(&g, &path));
+    }
+    let bad = out.join("tftp/devices/extra0500.sh");
+    let mut bytes = std::fs::read(&bad).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&bad, &bytes).unwrap();
+    match Generation::load_dir_reusing(&out, Some(&g)) {
+        Err(LoadError::Checksum(f)) => assert_eq!(f, "devices/extra0500.sh"),
+        other => panic!("a bad file must be named, got {:?}", other.map(|(_, s)| s)),
+    }
+    std::fs::remove_file(&bad).unwrap();
+    match Generation::load_dir(&out) {
+        Err(LoadError::MissingFile(f)) => assert_eq!(f, "devices/extra0500.sh"),
+        other => panic!("a missing file must be named, got {:?}", other.map(|g| g.file_count())),
+    }
 }
