@@ -270,7 +270,16 @@ async fn no_secret_anywhere_along_a_device_journey() {
         other.as_ref().is_err_and(|e| e.starts_with("Permission denied")),
         "leaf1's script over TFTP from spine1: {other:?}"
     );
-    let leaf_log = http(rt.http, leaf, "GET", &format!("/api/ztp/device/{leaf}/log"), &[], None).await;
+    // Device events are written in batches (events.rs: up to 20 ms later), so the log
+    // is read again until the line is there or 5 s have passed.
+    let mut leaf_log = http(rt.http, leaf, "GET", &format!("/api/ztp/device/{leaf}/log"), &[], None).await;
+    for _ in 0..50 {
+        if leaf_log.body.contains("devices/leaf1.sh refused to 127.1.101.11") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        leaf_log = http(rt.http, leaf, "GET", &format!("/api/ztp/device/{leaf}/log"), &[], None).await;
+    }
     assert!(
         leaf_log.body.contains("devices/leaf1.sh refused to 127.1.101.11"),
         "the refusal is in leaf1's log: {}",
