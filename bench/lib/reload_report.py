@@ -7,15 +7,7 @@ import json
 import re
 import statistics
 
-
-def pct(v, p):
-    v = sorted(v)
-    if not v:
-        return None
-    k = (len(v) - 1) * p / 100.0
-    lo = int(k)
-    hi = min(lo + 1, len(v) - 1)
-    return v[lo] + (v[hi] - v[lo]) * (k - lo)
+from stats import pct  # bench/lib/stats.py (the script's own directory is on sys.path)
 
 
 def main():

@@ -7,6 +7,8 @@ import json
 import os
 import re
 
+from stats import pct  # bench/lib/stats.py (the script's own directory is on sys.path)
+
 
 def cause(reason):
     """A failure reason with the device's own name and addresses taken out, so that
@@ -20,16 +22,6 @@ def script_tail(r):
     boots = r.get("boots") or []
     out = (boots[-1].get("output") or "") if boots else ""
     return [line for line in out.splitlines() if line.strip()][-3:]
-
-
-def pct(v, p):
-    v = sorted(v)
-    if not v:
-        return None
-    k = (len(v) - 1) * p / 100.0
-    lo = int(k)
-    hi = min(lo + 1, len(v) - 1)
-    return v[lo] + (v[hi] - v[lo]) * (k - lo)
 
 
 def main():
