@@ -116,6 +116,8 @@ pub async fn run(cli: Cli) -> Result<(), String> {
     .map_err(|e| format!("cannot load the first generation: {e}"))?;
     tracing::info!(generation = %first.id, fabric = %first.manifest.fabric, files = first.file_count(), "generation loaded");
     let state = State::new(first);
+    // The load's garbage (runtime.json's text, parse buffers) is free but resident.
+    crate::memory::release_free_heap();
     // A full or read-only state directory must not stop DHCP reservations and files.
     let store = Arc::new(Store::open_or_retry(&cli.state));
     let services = Arc::new(Services::default());

@@ -11,6 +11,7 @@ pub mod events;
 pub mod files;
 pub mod generation;
 pub mod http;
+pub mod memory;
 pub mod metrics;
 pub mod paths;
 pub mod progress;

@@ -85,7 +85,7 @@ fn reload_after(source: &Source, state: &State, waited: Duration) -> bool {
         Source::Fabric(..) => None,
     };
     let old = state.current();
-    match source.load_after(&old) {
+    let swapped = match source.load_after(&old) {
         Ok((g, stats)) if g.id == old.id => {
             METRICS.reloads[ReloadResult::Unchanged as usize].inc();
             let s = stats.unwrap_or_default();
@@ -120,7 +120,12 @@ fn reload_after(source: &Source, state: &State, waited: Duration) -> bool {
             state.refuse(Refusal { at: now_rfc3339(), reason });
             false
         }
-    }
+    };
+    // Whatever the outcome, a load leaves garbage (and a swap, once the last request
+    // holding it ends, the old generation) that glibc keeps resident unless asked.
+    drop(old);
+    crate::memory::release_free_heap();
+    swapped
 }
 
 /// Milliseconds with a fraction, for log lines.
