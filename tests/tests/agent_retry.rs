@@ -1,7 +1,8 @@
-//! The shell scripts' agent request is tried again when the server does not answer it
+//! Every script's agent request is tried again when the server does not answer it
 //! (a boot storm): the script's own `agent_request`, `post_json` and `log`, cut out of
 //! each generated shell script, run by the script's shell with the real curl against a
 //! server that answers 503 first and 202 after.
+//! The two Python scripts (NX-OS, Junos EVO) run their own `create_agent` the same way.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -101,6 +102,82 @@ fn shell_scripts_ask_for_the_agent_again_when_the_server_fails() {
                 assert!(stderr.contains("failed (try 2 of 3)"), "{file}: {stderr}");
             } else {
                 assert_eq!(out.status.code(), Some(3), "{file}: gives up after {tries} tries: {stderr}");
+            }
+        }
+    }
+}
+
+/// Runs a Python script's own `create_agent` (the script imported as a module, so its
+/// `main` does not run) with the URL, tries and pause set, `log` to stderr, and `fail`
+/// exiting 3 (the real one also reports, which would be a second request). NX-OS fetches
+/// through POAP's `cli("copy URL bootflash:NAME vrf V")`: a stand-in `cli` module does
+/// that GET with urllib, and the script's `/bootflash/` paths point into a temporary
+/// directory instead.
+const PY_HARNESS: &str = r#"
+import os, sys, types, urllib.request
+script, tmp, url, tries = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+def cli(command):
+    for c in command.split(" ; "):
+        words = c.split()
+        if words == ["terminal", "dont-ask"]:
+            continue
+        assert words[0] == "copy", c
+        body = urllib.request.urlopen(words[1], timeout=10).read()
+        with open(os.path.join(tmp, words[2].split(":", 1)[1]), "wb") as f:
+            f.write(body)
+    return ""
+sys.modules["cli"] = types.SimpleNamespace(cli=cli, clid=cli)
+with open(script) as f:
+    text = f.read().replace('"/bootflash/', '"%s/' % tmp)
+g = {"__name__": "under_test"}
+exec(compile(text, script, "exec"), g)
+g.update(AGENT_URL=url, AGENT_TRIES=tries, AGENT_PAUSE=0)
+g["FACTS"].update(ip="10.99.0.9", serial="SER1")
+g["log"] = lambda message: sys.stderr.write(message + "\n")
+def fail(text):
+    sys.stderr.write("FAILED: " + text + "\n")
+    sys.exit(3)
+g["fail"] = fail
+settings = {"agent": {"operation_mode": "full", "password": "never-sent-by-nxos"},
+            "device_user": "admin", "device_user_password": "pw"}
+sys.stdout.write(g["create_agent"](settings))
+"#;
+
+#[test]
+fn python_scripts_ask_for_the_agent_again_when_the_server_fails() {
+    let Some(python) = oracle("python3") else {
+        return;
+    };
+    for file in ["ztp-nxos.py", "ztp-junos-evo.py"] {
+        let script = root().join("golden/dc1/tftp").join(file);
+        let text = std::fs::read_to_string(&script).unwrap();
+        assert!(text.contains("AGENT_TRIES = 3\n"), "{file}");
+        for (tries, fail_first, ok) in [(3, 2, true), (3, 3, false), (1, 1, false)] {
+            let (port, seen) = server(fail_first);
+            let work = tempfile::tempdir().unwrap();
+            let url = format!("http://127.0.0.1:{port}/api/ztp/create_agent");
+            let out = Command::new(&python)
+                .args(["-c", PY_HARNESS])
+                .arg(&script)
+                .arg(work.path())
+                .args([url.as_str(), &tries.to_string()])
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let requests = (fail_first + 1).min(tries);
+            assert_eq!(seen.load(Ordering::SeqCst), requests, "{file} {tries}/{fail_first}: {stderr}");
+            if ok {
+                assert!(out.status.success(), "{file}: {stderr}");
+                assert!(
+                    stdout.starts_with("agent requested for 10.99.0.9 as admin: ")
+                        && stdout.ends_with(r#"{"id":"job-1","state":"queued"}"#),
+                    "{file}: {stdout}"
+                );
+                assert!(stderr.contains("failed (try 2 of 3)"), "{file}: {stderr}");
+            } else {
+                assert_eq!(out.status.code(), Some(3), "{file}: gives up after {tries} tries: {stderr}");
+                assert!(stderr.contains(&format!("failed ({tries} tries)")), "{file}: {stderr}");
             }
         }
     }
