@@ -4,8 +4,8 @@
 //! bytes of a transfer in flight.
 //!
 //! Memory: a loaded directory's files are checked against their sha256 once, then the
-//! shared top-level files (ztp.json, the platform scripts: what every device fetches)
-//! stay in memory up to [`MEMORY_BUDGET`], and every other file (a device's own
+//! shared top-level files (ztp.json, the platform scripts: what every device fetches;
+//! not SHA256SUMS) stay in memory up to [`MEMORY_BUDGET`], and every other file (a device's own
 //! script, fetched about once, and anything in a subdirectory) is kept as an open
 //! descriptor and read on request (from the page cache, in practice). The
 //! descriptor pins the checked file: `ztpc build` swaps a new directory in and deletes
@@ -51,6 +51,11 @@ pub enum LoadError {
 /// first. (Device scripts once filled what the shared files left of it, about 0.8 MB
 /// for 1,000 devices, each to be fetched about once: see bench/footprint.)
 pub const MEMORY_BUDGET: u64 = 1 << 20;
+
+/// Top-level files that no device's script fetches, served from disk like a device
+/// script: the checksum list is for people and tools, and it grows with the fabric
+/// (100 kB for 1,000 devices).
+const NOT_FETCHED: &[&str] = &["SHA256SUMS"];
 
 /// A file of the served tree: checked against its sha256 at load.
 #[derive(Debug, Clone)]
@@ -260,7 +265,8 @@ impl Generation {
         let mut buf = Vec::new();
         let mut checked = Vec::with_capacity(list.len() + nested.len());
         for f in &list {
-            checked.push(check_file(&root, f, old(f), true, &mut budget, &mut buf, horizon)?);
+            let shared = !NOT_FETCHED.contains(&f.path.as_str());
+            checked.push(check_file(&root, f, old(f), shared, &mut budget, &mut buf, horizon)?);
         }
         drop(buf);
         // The rest (a device's own script each) all go to disk, so their order does not

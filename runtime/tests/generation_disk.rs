@@ -49,6 +49,7 @@ async fn files_on_disk_outlive_their_directory() {
     assert!(want_a.len() as u64 > MEMORY_BUDGET);
     assert!(kept_on_disk(&a, BIG_TREE), "a file over the budget is kept on disk");
     assert!(!kept_on_disk(&a, "ztp.json"), "shared top-level files stay in memory");
+    assert!(kept_on_disk(&a, "SHA256SUMS"), "no device fetches the checksum list: on disk");
     assert!(tree_bytes(&a, BIG_TREE) == want_a);
 
     let state = State::new(a);
@@ -102,7 +103,8 @@ fn a_reload_hashes_only_what_may_have_changed() {
     let n = a.file_count();
     assert!(n > 5, "{n} files");
     // Only the shared top-level files (what every device fetches) are held in memory; a
-    // device's own script and anything in a subdirectory is read from disk on request.
+    // device's own script, anything in a subdirectory and the checksum list (no device
+    // fetches it) are read from disk on request.
     let m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("runtime.json")).unwrap()).unwrap();
     let paths: Vec<&str> =
@@ -110,7 +112,7 @@ fn a_reload_hashes_only_what_may_have_changed() {
     assert_eq!(paths.len(), n);
     assert!(paths.iter().any(|p| p.starts_with("devices/")), "{paths:?}");
     for p in &paths {
-        assert_eq!(kept_on_disk(&a, p), p.contains('/'), "{p}");
+        assert_eq!(kept_on_disk(&a, p), p.contains('/') || *p == "SHA256SUMS", "{p}");
     }
     assert_eq!((s.hashed, s.reused), (n, 0), "a first load hashes every file");
 
