@@ -10,6 +10,7 @@ pub mod emulate;
 pub mod events;
 pub mod files;
 pub mod generation;
+pub mod group_commit;
 pub mod http;
 pub mod memory;
 pub mod metrics;

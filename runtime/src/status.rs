@@ -9,6 +9,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::clock::now_rfc3339;
+use crate::group_commit::GroupCommit;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -16,6 +17,10 @@ pub enum StoreError {
     Sql(#[from] rusqlite::Error),
     #[error("status database lock poisoned")]
     Poisoned,
+    /// The batch this report was written in failed (the cause, as text: one error is
+    /// shared by every report of the batch).
+    #[error("status database: {0}")]
+    Batch(String),
 }
 
 /// One device row, as `GET /api/ztp/device/status` returns it (Apstra's field names).
@@ -72,6 +77,8 @@ pub struct Store {
     /// at start-up): every use tries again.
     conn: Mutex<Option<Connection>>,
     path: PathBuf,
+    /// Reports wait here to share a transaction (and its fsync) with their neighbours.
+    reports: GroupCommit<Report, Result<DeviceRow, StoreError>>,
 }
 
 fn connect(path: &Path) -> Result<Connection, rusqlite::Error> {
@@ -95,7 +102,7 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         let path = dir.join("status.sqlite");
         let conn = connect(&path)?;
-        Ok(Store { conn: Mutex::new(Some(conn)), path })
+        Ok(Store { conn: Mutex::new(Some(conn)), path, reports: GroupCommit::default() })
     }
 
     /// [`Store::open`], or, when the database cannot be opened now, a store that logs
@@ -104,7 +111,7 @@ impl Store {
     pub fn open_or_retry(dir: &Path) -> Store {
         Store::open(dir).unwrap_or_else(|e| {
             crate::storage::STORAGE.failed("status database", &e.to_string());
-            Store { conn: Mutex::new(None), path: dir.join("status.sqlite") }
+            Store { conn: Mutex::new(None), path: dir.join("status.sqlite"), reports: GroupCommit::default() }
         })
     }
 
@@ -140,43 +147,32 @@ impl Store {
         r
     }
 
-    /// Record a report; returns the updated row. Durable when this returns.
+    /// Record a report; returns the updated row. Durable when this returns. Reports
+    /// made at the same time share one transaction ([`GroupCommit`]); blocks.
     pub fn report(&self, r: &Report) -> Result<DeviceRow, StoreError> {
+        self.reports.submit(r.clone(), |batch| self.write_reports(&batch), || Err(StoreError::Poisoned))
+    }
+
+    /// One transaction for a batch of reports, applied in order; then each report's row.
+    fn write_reports(&self, batch: &[Report]) -> Vec<Result<DeviceRow, StoreError>> {
         let now = now_rfc3339();
-        let task = clip(r.task.as_deref().unwrap_or(""));
-        let log = clip(r.log.as_deref().unwrap_or(""));
-        let status = if task.is_empty() { "in_progress" } else { status_for(&task) };
-        self.write(|c| {
+        let written = self.write(|c| {
             let tx = c.transaction()?;
-            tx.execute(
-                "INSERT INTO devices (ip, system_id, platform, status, task, last_log, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT(ip) DO UPDATE SET
-                   system_id = CASE WHEN ?2 = '' THEN system_id ELSE ?2 END,
-                   platform = CASE WHEN ?3 = '' THEN platform ELSE ?3 END,
-                   status = CASE WHEN devices.status = 'completed' AND ?4 = 'in_progress'
-                                 THEN devices.status ELSE ?4 END,
-                   task = CASE WHEN devices.status = 'completed' AND ?4 = 'in_progress'
-                               THEN devices.task ELSE ?5 END,
-                   last_log = ?6, updated_at = ?7",
-                params![
-                    r.ip,
-                    clip(r.system_id.as_deref().unwrap_or("")),
-                    clip(r.platform.as_deref().unwrap_or("")),
-                    status,
-                    task,
-                    log,
-                    now
-                ],
-            )?;
-            let text = if log.is_empty() { task.clone() } else { format!("{task}: {log}") };
-            tx.execute(
-                "INSERT INTO events (ip, at, kind, text) VALUES (?1, ?2, 'report', ?3)",
-                params![r.ip, now, text],
-            )?;
+            for r in batch {
+                apply_report(&tx, r, &now)?;
+            }
             tx.commit()
-        })?;
-        self.device(&r.ip)?.ok_or(StoreError::Sql(rusqlite::Error::QueryReturnedNoRows))
+        });
+        match written {
+            Ok(()) => batch
+                .iter()
+                .map(|r| self.device(&r.ip)?.ok_or(StoreError::Sql(rusqlite::Error::QueryReturnedNoRows)))
+                .collect(),
+            Err(e) => {
+                let e = e.to_string();
+                batch.iter().map(|_| Err(StoreError::Batch(e.clone()))).collect()
+            }
+        }
     }
 
     /// A server-side event (DHCP, TFTP, HTTP) for a device's log. Creates the row as
@@ -263,6 +259,40 @@ impl Store {
 
 const SELECT: &str =
     "SELECT ip, system_id, platform, status, task, last_log, updated_at, name, mac FROM devices";
+
+/// One report's row update and log line, inside the caller's transaction.
+fn apply_report(tx: &rusqlite::Transaction, r: &Report, now: &str) -> Result<(), rusqlite::Error> {
+    let task = clip(r.task.as_deref().unwrap_or(""));
+    let log = clip(r.log.as_deref().unwrap_or(""));
+    let status = if task.is_empty() { "in_progress" } else { status_for(&task) };
+    tx.execute(
+        "INSERT INTO devices (ip, system_id, platform, status, task, last_log, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT(ip) DO UPDATE SET
+           system_id = CASE WHEN ?2 = '' THEN system_id ELSE ?2 END,
+           platform = CASE WHEN ?3 = '' THEN platform ELSE ?3 END,
+           status = CASE WHEN devices.status = 'completed' AND ?4 = 'in_progress'
+                         THEN devices.status ELSE ?4 END,
+           task = CASE WHEN devices.status = 'completed' AND ?4 = 'in_progress'
+                       THEN devices.task ELSE ?5 END,
+           last_log = ?6, updated_at = ?7",
+        params![
+            r.ip,
+            clip(r.system_id.as_deref().unwrap_or("")),
+            clip(r.platform.as_deref().unwrap_or("")),
+            status,
+            task,
+            log,
+            now
+        ],
+    )?;
+    let text = if log.is_empty() { task.clone() } else { format!("{task}: {log}") };
+    tx.execute(
+        "INSERT INTO events (ip, at, kind, text) VALUES (?1, ?2, 'report', ?3)",
+        params![r.ip, now, text],
+    )?;
+    Ok(())
+}
 
 fn row(r: &rusqlite::Row) -> Result<DeviceRow, rusqlite::Error> {
     Ok(DeviceRow {
@@ -352,6 +382,36 @@ mod tests {
         assert!(s.device("10.0.0.5").unwrap().is_none());
         assert!(s.log("10.0.0.5").unwrap().is_empty());
         assert!(!s.delete("10.0.0.5").unwrap());
+    }
+
+    /// Reports from many devices at once are each recorded (through shared
+    /// transactions), each answered with its own device's row, and survive a reopen.
+    #[test]
+    fn concurrent_reports_are_each_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = std::sync::Arc::new(Store::open(dir.path()).unwrap());
+        let threads: Vec<_> = (1..=40)
+            .map(|i| {
+                let s = std::sync::Arc::clone(&s);
+                std::thread::spawn(move || {
+                    let ip = format!("10.0.1.{i}");
+                    let task = if i % 2 == 0 { "Device Ready" } else { "ZTP Failed" };
+                    (ip.clone(), task, s.report(&report(&ip, task)).unwrap())
+                })
+            })
+            .collect();
+        for t in threads {
+            let (ip, task, row) = t.join().unwrap();
+            assert_eq!((row.ip_addr.as_str(), row.task.as_str()), (ip.as_str(), task));
+        }
+        drop(s);
+        let s = Store::open(dir.path()).unwrap();
+        let counts = s.count_by_status().unwrap();
+        assert!(
+            counts.contains(&("completed".into(), 20)) && counts.contains(&("failed".into(), 20)),
+            "{counts:?}"
+        );
+        assert_eq!(s.log("10.0.1.7").unwrap().len(), 1);
     }
 
     /// Events commit without an fsync, but the connection must be back to
