@@ -99,7 +99,7 @@ fn platforms_are_recognised_from_what_each_nos_sends() {
 fn with_serials(devices: &[(&str, Platform, &str, &str)]) -> Config {
     let mut m = manifest("campus");
     for (name, p, serial, a) in devices {
-        m.devices.push(DeviceInfo {
+        std::sync::Arc::make_mut(&mut m.devices).push(DeviceInfo {
             name: name.to_string(),
             platform: *p,
             mac: None,

@@ -6,6 +6,7 @@
 //! the runtime refuses a schema it does not know.
 
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -26,7 +27,9 @@ pub struct Manifest {
     pub dhcp: DhcpInfo,
     /// Keyed by platform name, in [`Platform::ALL`] order.
     pub platforms: Vec<PlatformInfo>,
-    pub devices: Vec<DeviceInfo>,
+    /// Shared, not copied, by whoever needs it beside the manifest (the runtime's DHCP
+    /// configuration): 0.3 MB for 1,000 devices.
+    pub devices: Arc<Vec<DeviceInfo>>,
     /// The served tree's directory, relative to the artifact directory.
     pub tftp_root: String,
     pub files: Vec<FileInfo>,
@@ -281,7 +284,7 @@ pub fn manifest(
             subnets,
         },
         platforms,
-        devices,
+        devices: Arc::new(devices),
         tftp_root: TFTP_DIR.to_string(),
         files,
         images,

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use ztpc::platform::{BootOption, Platform};
 use ztpc::render::manifest::{DeviceInfo, IdentityKind, Manifest};
@@ -80,7 +81,8 @@ pub struct Config {
     /// Option 66 as dhcpd.conf's group sends it: the server address as text.
     pub tftp_server_name: Vec<u8>,
     pub subnets: Vec<Subnet>,
-    pub devices: Vec<DeviceInfo>,
+    /// The manifest's device list, shared with the generation.
+    pub devices: Arc<Vec<DeviceInfo>>,
     /// Each device's own boot option, same index as `devices`.
     pub device_boot: Vec<Boot>,
     /// The platform classes' boot options, in [`Platform::ALL`] order.
@@ -145,7 +147,7 @@ impl Config {
                 .iter()
                 .map(|d| Boot::new(d.platform.boot_option(), &d.boot_value))
                 .collect(),
-            devices: m.devices.clone(),
+            devices: Arc::clone(&m.devices),
             platform_boot,
             by_mac,
             classed,
