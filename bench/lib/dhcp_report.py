@@ -404,7 +404,7 @@ def render(doc, json_path, md_path):
 
 
 def findings(doc):
-    rates, servers, name = doc["rates"], list(doc["servers"]), doc["servers"]
+    servers, name = list(doc["servers"]), doc["servers"]
     best, steps, lat_rate = doc["best"], doc["steps"], doc["latency_rate"]
     out = []
     ours = best.get("ours", {})
