@@ -15,7 +15,9 @@ import re
 import statistics
 
 NAMES = {"ours": "ztp-runtime", "kea": "Kea 2.2 memfile, 1 thread", "kea-mt": "Kea 2.2 memfile, multi-threaded (2)",
-         "dhcpd": "ISC dhcpd 4.4 (lease file)", "dnsmasq": "dnsmasq 2.90 (lease file)"}
+         "dhcpd": "ISC dhcpd (lease file)", "dnsmasq": "dnsmasq (lease file)"}
+# For the title (the versions are in the tools list).
+PRODUCTS = {"ours": "ztp-runtime", "kea": "Kea 2.2", "kea-mt": "Kea 2.2", "dhcpd": "ISC dhcpd", "dnsmasq": "dnsmasq"}
 KEA = ("kea", "kea-mt")
 SKIP_PCT = 1.0
 
@@ -211,8 +213,8 @@ def main():
         tools = dict(l.rstrip("\n").split("\t", 1) for l in f if l.strip())
     with open(a.commands) as f:
         commands = [l.rstrip("\n") for l in f if l.strip()]
-    names = " and ".join(filter(None, [", ".join(NAMES.get(s, s).split(" (")[0] for s in servers[:-1]),
-                                       NAMES.get(servers[-1], servers[-1]).split(" (")[0]]))
+    products = list(dict.fromkeys(PRODUCTS.get(s, s) for s in servers))
+    names = " and ".join(filter(None, [", ".join(products[:-1]), products[-1]]))
     low = [r for r in rates if any(r in steps[s] for s in slow) and not any(r in steps[s] for s in fast)]
     notes = [
         f"Rate steps {', '.join(f'{r:,}' for r in rates)}/s, {a.duration} s each, {a.rounds} rounds; every run has a fresh "
@@ -220,7 +222,7 @@ def main():
         "(reversed order on even rounds). A server whose median drop rate over a step's rounds reached 1 % is not run "
         f"at higher steps, except at {a.lat_rate:,}/s, which every server runs for its latency (\"latency only\")."
         + (f" The steps {', '.join(f'{r:,}' for r in low)}/s are run only by the servers that saturate low "
-           f"({', '.join(NAMES.get(s, s) for s in slow)})." if low and slow else ""),
+           f"({', '.join(PRODUCTS.get(s, s) for s in slow)})." if low and slow else ""),
         f"perfdhcp acts as a relay (giaddr 10.99.0.2), {a.clients:,} distinct clients (-R); perfdhcp and the server "
         "share the machine's CPUs, so at high rates perfdhcp itself competes for CPU. ztp-runtime and Kea run on one "
         "namespace's loopback; ISC dhcpd (LPF refuses a loopback device) and dnsmasq (it binds 0.0.0.0:67, where the "
@@ -229,8 +231,8 @@ def main():
         "ACKs/s is REQUEST-ACK replies received divided by the sending time; perfdhcp's own \"Rate\" line also counts "
         "the 1 s -W wait at the end, so it reads low.",
         "Every server persists pool leases (ztp-runtime: its state directory; Kea: memfile CSV, lfc-interval 0; "
-        "ISC dhcpd: its lease file, written and fsynced before each ACK; dnsmasq: its lease file, rewritten on every "
-        "change). Each logs at its configured default: ztp-runtime one JSON line per reply to a file; Kea and ISC "
+        "ISC dhcpd: its lease file, appended and fsynced for each lease; dnsmasq: its lease file, truncated, "
+        "rewritten and fsynced on every change; both seen with strace -c). Each logs at its configured default: ztp-runtime one JSON line per reply to a file; Kea and ISC "
         "dhcpd to syslog as our configurations say, dnsmasq to syslog, and no syslog daemon runs here, so their "
         "per-lease log lines cost them almost nothing.",
         "ISC dhcpd serves our dhcpd.conf with `ping-check false;` appended, and dnsmasq runs with --no-ping: both "
@@ -248,8 +250,8 @@ def main():
         "tools": tools,
         "commands": commands,
         "commands_note": "$W is the scratch directory, $NS the loopback namespace (ztp-runtime, Kea), $PNS and $CNS the "
-                         "server's and perfdhcp's namespaces joined by the veth pair VS-VC (ISC dhcpd, dnsmasq), RUN one "
-                         "run's directory; RATE is each rate step.",
+                         "server's and perfdhcp's namespaces joined by the veth pair VS-VC (ISC dhcpd, dnsmasq), $CLI "
+                         "perfdhcp's namespace ($NS or $CNS), RUN one run's directory; RATE is each rate step.",
         "notes": notes,
         "rounds": a.rounds, "duration_s": a.duration, "clients": a.clients, "latency_rate": a.lat_rate,
         "rates": rates, "slow_servers": slow, "servers": {s: NAMES.get(s, s) for s in servers},
