@@ -4,7 +4,8 @@
 //! no shutdown call, so dropping the future [`serve`] returns ends that thread. Each read
 //! request resolves its name through [`paths::clean`] against the generation current at
 //! open, and the transfer keeps that generation to its end. async-tftp is patched in
-//! `vendor/async-tftp` (see its `README.ztp.md`) for the window byte cap below.
+//! `vendor/async-tftp` (see its `README.ztp.md`) for the window byte cap below and for
+//! transfers on threads of their own with blocking sends and receives (see [`serve`]).
 //!
 //! Limits, and why:
 //! - blksize up to 65464 (RFC 2348's maximum) and windowsize up to [`MAX_WINDOW`] blocks
@@ -72,11 +73,17 @@ const DISK_CHUNK: usize = 64 * 1024;
 /// Serve TFTP on `listen` until the future is dropped. `ready` receives the bound
 /// address (the real port when `listen` has port 0) once requests can be answered.
 ///
-/// async-tftp is built on smol's async-io, whose reactor is its own thread. Polled from
-/// a tokio task, every lockstep block crossed threads twice (the reactor wakes the tokio
-/// worker, which re-arms a timer on the reactor). On a thread of its own under
-/// `async_io::block_on`, the thread waiting for the next ACK drives the reactor itself,
-/// so a block costs a send and a receive on one thread.
+/// async-tftp is built on smol's async-io. Requests are received and opened (the
+/// handler below: path, generation, access, slot) on a thread of its own under
+/// `async_io::block_on`; each transfer then runs on a thread of the `blocking` crate's
+/// pool with blocking socket calls (`blocking_read_transfers`, a local patch: see
+/// vendor/async-tftp/README.ztp.md). Measured with perf and strace (bench/tftp's image at
+/// blksize 1468, client and server pinned to different CPUs), upstream's async transfer
+/// made about 4.5 system calls per lockstep block (the ACK wait re-arms the socket in
+/// epoll and inserts a new reactor timer, which wakes the reactor: eventfd write and
+/// read, timerfd_settime, a second epoll_wait) and used 1.3-1.6x tftpd-hpa's CPU per
+/// MiB; the blocking transfer makes 2 (send, recv) and uses less than tftpd-hpa. At
+/// most [`MAX_TOTAL`] transfers run, so at most that many such threads.
 pub async fn serve(
     state: Arc<State>,
     listen: SocketAddr,
@@ -100,6 +107,9 @@ pub async fn serve(
                 .window_size_limit(MAX_WINDOW)
                 .window_bytes_limit(MAX_WINDOW_BYTES)
                 .max_send_retries(MAX_RETRIES)
+                // Each transfer on a thread of its own with blocking sends and receives:
+                // see `serve`'s comment.
+                .blocking_read_transfers(true)
                 .build()
                 .await
                 .map_err(to_io)?;
