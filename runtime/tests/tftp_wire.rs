@@ -481,3 +481,54 @@ async fn block_numbers_wrap_past_65535() {
         assert_eq!((r.gaps, r.timeouts), (0, 0), "blksize {blk} window {win}: blocks were lost");
     }
 }
+
+/// Dropping the server's future (as the runtime does on shutdown) ends the transfers in
+/// flight too, though each runs on a thread of its own: a transfer waiting for an ACK
+/// sends nothing more once the timeout it was waiting out has passed (without the stop,
+/// it would resend block 1 every second up to MAX_RETRIES times).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_the_server_ends_its_transfers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = dc1_copy(tmp.path(), TREE_LEN, IMAGE_LEN, 1);
+    let state = State::new(build(&dir));
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let server =
+        tokio::spawn(ztp_runtime::tftp::serve(Arc::clone(&state), "127.0.0.1:0".parse().unwrap(), tx));
+    let addr = rx.await.unwrap();
+    let sock = blocking(move || {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        sock.send_to(format!("\0\x01{BIG_TREE}\0octet\0timeout\01\0").as_bytes(), addr).unwrap();
+        let mut buf = [0u8; 1024];
+        let (_, tid) = sock.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..2], &[0, 6], "OACK");
+        sock.send_to(&[0, 4, 0, 0], tid).unwrap();
+        sock.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..4], &[0, 3, 0, 1], "block 1");
+        // Unacknowledged, block 1 comes again a second later: the transfer is alive.
+        sock.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..4], &[0, 3, 0, 1], "block 1 resent");
+        sock
+    })
+    .await
+    .unwrap();
+    server.abort();
+    let _ = server.await;
+    let late = blocking(move || {
+        // At most one resend can be on its way (the stop is seen before the next send,
+        // at most one timeout later); after 1.5 s there must be silence.
+        let mut buf = [0u8; 1024];
+        let t0 = Instant::now();
+        let mut late = 0;
+        sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        while t0.elapsed() < Duration::from_millis(4500) {
+            if sock.recv_from(&mut buf).is_ok() && t0.elapsed() > Duration::from_millis(1500) {
+                late += 1;
+            }
+        }
+        late
+    })
+    .await
+    .unwrap();
+    assert_eq!(late, 0, "packets from a stopped server");
+}
