@@ -24,8 +24,10 @@
 //!   100 would hold it for five minutes).
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -34,13 +36,13 @@ use std::time::{Duration, Instant};
 
 use async_tftp::packet;
 use async_tftp::server::{Handler, TftpServerBuilder};
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use futures_lite::AsyncRead;
 use futures_lite::io::{Cursor, Sink};
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
-use crate::files::{DiskReader, open_image};
+use crate::files::open_image;
 use crate::generation::{Data, Generation, Served};
 use crate::metrics::{METRICS, TftpEnd};
 use crate::paths;
@@ -67,7 +69,8 @@ pub const MAX_TOTAL: usize = 64;
 pub const SLOT_WAIT: Duration = Duration::from_secs(30);
 /// Resends of an unacknowledged window before the transfer is abandoned.
 pub const MAX_RETRIES: u32 = 8;
-/// Disk read size for images; TFTP tops out far below disk speed, so this stays small.
+/// Disk read size for images and tree files kept on disk: one positioned read per this
+/// many bytes (128 blocks at blksize 512, 8 at 8192).
 const DISK_CHUNK: usize = 64 * 1024;
 
 /// Serve TFTP on `listen` until the future is dropped. `ready` receives the bound
@@ -89,7 +92,7 @@ pub async fn serve(
     listen: SocketAddr,
     ready: oneshot::Sender<SocketAddr>,
 ) -> io::Result<()> {
-    // Image reads go to tokio's blocking pool through this handle.
+    // Opening an image (its checks) runs on tokio's blocking pool through this handle.
     let rt = Handle::try_current().map_err(io::Error::other)?;
     // Bind it ourselves so the real address is known before serving starts.
     let socket = std::net::UdpSocket::bind(listen)?;
@@ -182,16 +185,10 @@ impl Handler for GenHandler {
                 Data::Memory(b) => (Source::Tree(Cursor::new(b.clone())), f.len()),
                 // A tree file kept as the descriptor it was checked through: the old
                 // generation's bytes even after a rebuild replaced the directory.
-                Data::Disk(file, size) => {
-                    let reader = DiskReader::new(file.clone(), 0, *size, DISK_CHUNK, self.rt.clone());
-                    (Source::Disk { reader, cur: Bytes::new() }, *size)
-                }
+                Data::Disk(file, size) => (Source::disk(file.clone(), *size), *size),
             },
             Served::Image(i) => match open_image(&self.rt, i.path.clone(), i.size).await {
-                Ok(file) => {
-                    let reader = DiskReader::new(Arc::new(file), 0, i.size, DISK_CHUNK, self.rt.clone());
-                    (Source::Disk { reader, cur: Bytes::new() }, i.size)
-                }
+                Ok(file) => (Source::disk(Arc::new(file), i.size), i.size),
                 Err(e) => {
                     tracing::warn!(peer = %client, path = %clean, file = %i.path.display(), error = %e, "tftp: image not servable");
                     return Err(packet::Error::Msg("file not available, retry later".into()));
@@ -245,10 +242,48 @@ struct Transfer {
 enum Source {
     /// A zero-copy cursor over the generation's bytes.
     Tree(Cursor<Bytes>),
+    /// A file read with positioned reads, [`DISK_CHUNK`] at a time into one buffer kept
+    /// for the transfer, right on the polling thread: the transfer's own thread
+    /// (`blocking_read_transfers`), where a read that waits for the disk holds up only
+    /// this transfer, as in tftpd-hpa's forked child. (A read per chunk rather than per
+    /// block: at blksize 512 a read per block would add a system call to every block.)
     Disk {
-        reader: DiskReader,
-        cur: Bytes,
+        file: Arc<File>,
+        /// File offset of the next chunk, and the file's end.
+        pos: u64,
+        end: u64,
+        buf: Vec<u8>,
+        /// The unsent part of `buf` is `buf[at..len]`.
+        at: usize,
+        len: usize,
     },
+}
+
+impl Source {
+    fn disk(file: Arc<File>, size: u64) -> Source {
+        Source::Disk { file, pos: 0, end: size, buf: Vec::new(), at: 0, len: 0 }
+    }
+}
+
+/// Reads the next chunk of `file` at `pos` into `buf` (sized on first use); returns
+/// its length, 0 at `end`. A file that shrank while served is an error, not a short file.
+fn read_chunk(file: &File, pos: u64, end: u64, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let n = (end.saturating_sub(pos)).min(DISK_CHUNK as u64) as usize;
+    if buf.len() < n {
+        buf.resize(DISK_CHUNK, 0);
+    }
+    let mut got = 0;
+    while got < n {
+        match file.read_at(&mut buf[got..n], pos + got as u64) {
+            Ok(0) => {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being served"));
+            }
+            Ok(k) => got += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 impl AsyncRead for Transfer {
@@ -256,17 +291,18 @@ impl AsyncRead for Transfer {
         let this = self.get_mut();
         let n = match &mut this.source {
             Source::Tree(c) => ready!(Pin::new(c).poll_read(cx, buf))?,
-            Source::Disk { reader, cur } => {
-                if cur.is_empty() {
-                    match ready!(reader.poll_chunk(cx)) {
-                        None => return Poll::Ready(Ok(0)),
-                        Some(Err(e)) => return Poll::Ready(Err(e)),
-                        Some(Ok(b)) => *cur = b,
+            Source::Disk { file, pos, end, buf: chunk, at, len } => {
+                if *at == *len {
+                    *len = read_chunk(file, *pos, *end, chunk)?;
+                    *pos += *len as u64;
+                    *at = 0;
+                    if *len == 0 {
+                        return Poll::Ready(Ok(0));
                     }
                 }
-                let n = buf.len().min(cur.len());
-                buf[..n].copy_from_slice(&cur[..n]);
-                cur.advance(n);
+                let n = buf.len().min(*len - *at);
+                buf[..n].copy_from_slice(&chunk[*at..*at + n]);
+                *at += n;
                 n
             }
         };

@@ -532,3 +532,46 @@ async fn stopping_the_server_ends_its_transfers() {
     .unwrap();
     assert_eq!(late, 0, "packets from a stopped server");
 }
+
+/// An image cut short on disk while a transfer reads it (one positioned read per 64 KiB
+/// on the transfer's thread): the client gets a TFTP error, never a short file that
+/// looks complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_truncated_mid_transfer_ends_in_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = dc1_copy(tmp.path(), TREE_LEN, IMAGE_LEN, 1);
+    let state = State::new(build(&dir));
+    let addr = start_tftp(Arc::clone(&state)).await;
+    let image = dir.join(IMAGE);
+    let r = blocking(move || -> Result<(u16, usize), String> {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        sock.send_to(format!("\0\x01{IMAGE}\0octet\0").as_bytes(), addr).unwrap();
+        let mut buf = [0u8; 1024];
+        let mut got = 0usize;
+        loop {
+            let (n, tid) = sock.recv_from(&mut buf).map_err(|e| format!("after {got} bytes: {e}"))?;
+            let op = u16::from_be_bytes([buf[0], buf[1]]);
+            if op != 3 {
+                return Ok((op, got));
+            }
+            if usize::from(u16::from_be_bytes([buf[2], buf[3]])) == got / 512 + 1 {
+                got += n - 4;
+            }
+            if got == 512 {
+                // Block 1 came from the first 64 KiB read: cut the file to 100 KiB, so
+                // the second read (bytes 64 KiB..128 KiB) comes up short.
+                std::fs::OpenOptions::new().write(true).open(&image).unwrap().set_len(100 * 1024).unwrap();
+            }
+            if n - 4 < 512 {
+                return Ok((3, got));
+            }
+            sock.send_to(&[0, 4, buf[2], buf[3]], tid).unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    let (op, got) = r.unwrap();
+    assert_eq!(op, 5, "an ERROR packet, after {got} bytes");
+    assert_eq!(got, 64 * 1024, "every byte of the first read went out, and no more");
+}
