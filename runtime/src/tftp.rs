@@ -10,15 +10,16 @@
 //! Limits, and why:
 //! - blksize up to 65464 (RFC 2348's maximum) and windowsize up to [`MAX_WINDOW`] blocks
 //!   and [`MAX_WINDOW_BYTES`] of data (the OACK grants the smaller window): the server
-//!   holds one window per transfer, so this bounds its memory at about 64 KiB per
-//!   transfer, and a burst never overflows a client's default receive buffer.
+//!   holds one window per transfer and reads the next one ahead while the ACK travels,
+//!   plus a 64 KiB disk read buffer for files on disk, so this bounds its memory at about
+//!   200 KiB per transfer, and a burst never overflows a client's default receive buffer.
 //! - at most [`MAX_PER_CLIENT`] transfers per client address and [`MAX_TOTAL`] in all.
 //!   Over the per-client cap the request gets a TFTP error at once. Over the total, it
 //!   waits in line up to [`SLOT_WAIT`] for a transfer to end (the client resends its
 //!   request meanwhile; async-tftp ignores the copies) and only then gets the error: in
 //!   a boot storm the slots turn over within seconds, and a Junos switch stops ZTP at
 //!   its first failed download. With the window bound this caps TFTP memory at about
-//!   64 × 64 KiB even against a hostile client.
+//!   64 × 200 KiB even against a hostile client.
 //! - [`MAX_RETRIES`] resends of an unacknowledged window, so a vanished client frees its
 //!   slot after about half a minute at the default 3 s timeout (async-tftp's default of
 //!   100 would hold it for five minutes).
@@ -58,7 +59,8 @@ pub const MAX_WINDOW: u16 = 32;
 /// default on Linux, where an 8 KiB datagram takes 16 KiB of it) loses its tail, each
 /// loss costing a timeout. So windowsize 16 stays 16 at blksize 512 and 1468, the OACK
 /// grants 8 at 8192 (RFC 7440 lets the server answer less), and blocks over 32 KiB go in
-/// lockstep. It also bounds the window the server holds to 64 KiB per transfer.
+/// lockstep. It also bounds the window the server holds (and the next one, read ahead)
+/// to 64 KiB each per transfer.
 pub const MAX_WINDOW_BYTES: u32 = 64 * 1024;
 /// Concurrent transfers allowed from one client IP address.
 pub const MAX_PER_CLIENT: usize = 8;

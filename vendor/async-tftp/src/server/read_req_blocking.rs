@@ -106,44 +106,42 @@ impl Transfer<'_> {
         reader: &mut R,
         oack: Option<&crate::packet::Opts>,
     ) -> Result<()> {
-        // Sent packets, each `PACKET_DATA_HEADER_LEN + block_size` long but the
-        // last; acknowledged ones are kept in `spare` and filled again.
+        // Sent packets not yet acknowledged, from block `window_base` on.
         let mut window: VecDeque<Vec<u8>> =
             VecDeque::with_capacity(self.window_size);
-        let mut spare: Vec<Vec<u8>> = Vec::with_capacity(self.window_size);
         let mut window_base: u16 = 1;
+        let mut src = Blocks::new(reader, self.block_size);
 
-        let (buf, mut is_last_block) = self.fill(reader, window_base, None)?;
-        window.push_back(buf);
-
-        // The OACK goes out after the first block was read, so that a reader
+        // The first block is read before the OACK goes out, so that a reader
         // failing at once still gets its error to the client (as upstream).
+        if let Some(b) = src.next_block()? {
+            window.push_back(b);
+        }
         if let Some(opts) = oack {
             trace!("RRQ OACK (peer: {}, opts: {:?}", self.peer, opts);
             let mut b = BytesMut::with_capacity(PACKET_DATA_HEADER_LEN + 64);
             Packet::OAck(opts.to_owned()).encode(&mut b);
-            self.send_window(&VecDeque::from([b.to_vec()]), 0)?;
+            self.send_window(&VecDeque::from([b.to_vec()]), 0, &mut src)?;
         }
 
         loop {
-            let mut block_id = window_base.wrapping_add(window.len() as u16);
-            while !is_last_block && window.len() < self.window_size {
-                let buf;
-                (buf, is_last_block) =
-                    self.fill(reader, block_id, spare.pop())?;
-                window.push_back(buf);
-                block_id = block_id.wrapping_add(1);
-            }
-
-            let blocks_acked = self.send_window(&window, window_base)?;
-            window_base = window_base.wrapping_add(blocks_acked);
-            for _ in 0..blocks_acked {
-                if let Some(b) = window.pop_front() {
-                    spare.push(b);
+            while window.len() < self.window_size {
+                match src.next_block()? {
+                    Some(b) => window.push_back(b),
+                    None => break,
                 }
             }
 
-            if is_last_block && window.is_empty() {
+            let blocks_acked =
+                self.send_window(&window, window_base, &mut src)?;
+            window_base = window_base.wrapping_add(blocks_acked);
+            for _ in 0..blocks_acked {
+                if let Some(b) = window.pop_front() {
+                    src.recycle(b);
+                }
+            }
+
+            if src.is_done() && window.is_empty() {
                 break;
             }
         }
@@ -151,41 +149,20 @@ impl Transfer<'_> {
         Ok(())
     }
 
-    /// Block `block_id` read into `reuse` (or a new buffer): the packet and
-    /// whether it is the last one (shorter than a block).
-    fn fill<R: AsyncRead + Unpin>(
-        &self,
-        reader: &mut R,
-        block_id: u16,
-        reuse: Option<Vec<u8>>,
-    ) -> Result<(Vec<u8>, bool)> {
-        let full = PACKET_DATA_HEADER_LEN + self.block_size;
-        let mut b = reuse.unwrap_or_default();
-        // Reused buffers are full-length already (only the last block is
-        // shorter, and it is never reused), so this zeroes each buffer once.
-        b.resize(full, 0);
-        b[..2].copy_from_slice(&3u16.to_be_bytes());
-        b[2..4].copy_from_slice(&block_id.to_be_bytes());
-        let mut len = 0;
-        while len < self.block_size {
-            let at = PACKET_DATA_HEADER_LEN + len;
-            match future::block_on(reader.read(&mut b[at..]))? {
-                0 => break,
-                n => len += n,
-            }
-        }
-        b.truncate(PACKET_DATA_HEADER_LEN + len);
-        Ok((b, len < self.block_size))
-    }
-
     /// Sends the window and waits for its acknowledgement, resending on
     /// timeout; returns how many of its packets were acknowledged.
-    fn send_window(
+    ///
+    /// After the first send, the next window is read ahead while the packets
+    /// and the ACK travel (as tftpd-hpa reads ahead), so that when the ACK
+    /// comes the next packet is ready: in lockstep the round trip then
+    /// includes no file read.
+    fn send_window<R: AsyncRead + Unpin>(
         &mut self,
         window: &VecDeque<Vec<u8>>,
         window_base: u16,
+        src: &mut Blocks<'_, R>,
     ) -> Result<u16> {
-        for _ in 0..=self.max_send_retries {
+        for attempt in 0..=self.max_send_retries {
             if self.closed.load(Ordering::Relaxed) {
                 return Err(Error::Io(io::Error::other("server stopped")));
             }
@@ -198,6 +175,9 @@ impl Transfer<'_> {
                         r?;
                     }
                 }
+            }
+            if attempt == 0 {
+                src.read_ahead(self.window_size);
             }
             match self.recv_ack(window_base, window.len() as u16) {
                 Ok(blocks_acked) => return Ok(blocks_acked),
@@ -262,6 +242,94 @@ impl Transfer<'_> {
             self.socket.set_read_timeout(Some(left))?;
             self.timeout_changed = true;
         }
+    }
+}
+
+/// The file's blocks as DATA packets, in order, with a read-ahead queue.
+struct Blocks<'r, R> {
+    reader: &'r mut R,
+    block_size: usize,
+    /// Block number of the next block read.
+    next_id: u16,
+    /// The last block (shorter than `block_size`) has been read.
+    eof: bool,
+    /// Blocks read ahead of the window, in order.
+    ahead: VecDeque<Vec<u8>>,
+    /// An error met while reading ahead, returned when its block is wanted,
+    /// so that the client sees it at the same point as without read-ahead.
+    failed: Option<Error>,
+    /// Buffers of acknowledged packets, to be filled again.
+    spare: Vec<Vec<u8>>,
+}
+
+impl<'r, R: AsyncRead + Unpin> Blocks<'r, R> {
+    fn new(reader: &'r mut R, block_size: usize) -> Self {
+        Blocks {
+            reader,
+            block_size,
+            next_id: 1,
+            eof: false,
+            ahead: VecDeque::new(),
+            failed: None,
+            spare: Vec::new(),
+        }
+    }
+
+    /// The next block's packet, `None` after the last one.
+    fn next_block(&mut self) -> Result<Option<Vec<u8>>> {
+        if let Some(b) = self.ahead.pop_front() {
+            return Ok(Some(b));
+        }
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        if self.eof {
+            return Ok(None);
+        }
+        self.read().map(Some)
+    }
+
+    /// Reads blocks ahead until `n` wait in the queue (or the file ends, or a
+    /// read fails: kept for [`Self::next_block`]).
+    fn read_ahead(&mut self, n: usize) {
+        while self.ahead.len() < n && !self.eof && self.failed.is_none() {
+            match self.read() {
+                Ok(b) => self.ahead.push_back(b),
+                Err(e) => self.failed = Some(e),
+            }
+        }
+    }
+
+    fn recycle(&mut self, b: Vec<u8>) {
+        self.spare.push(b);
+    }
+
+    /// Every block was handed out.
+    fn is_done(&self) -> bool {
+        self.eof && self.ahead.is_empty() && self.failed.is_none()
+    }
+
+    /// Reads block `next_id` into a spare buffer (or a new one).
+    fn read(&mut self) -> Result<Vec<u8>> {
+        let full = PACKET_DATA_HEADER_LEN + self.block_size;
+        let mut b = self.spare.pop().unwrap_or_default();
+        // Reused buffers are full-length already (only the last block is
+        // shorter, and it is never reused), so this zeroes each buffer once.
+        b.resize(full, 0);
+        b[..2].copy_from_slice(&3u16.to_be_bytes());
+        b[2..4].copy_from_slice(&self.next_id.to_be_bytes());
+        let mut len = 0;
+        while len < self.block_size {
+            let at = PACKET_DATA_HEADER_LEN + len;
+            match future::block_on(self.reader.read(&mut b[at..]))? {
+                0 => break,
+                n => len += n,
+            }
+        }
+        b.truncate(PACKET_DATA_HEADER_LEN + len);
+        self.eof = len < self.block_size;
+        self.next_id = self.next_id.wrapping_add(1);
+        Ok(b)
     }
 }
 
