@@ -238,8 +238,8 @@ def main():
         if sp > 1.5:
             md.append(f"- The machine was noisy: the widest spread was {sp:.1f}× between the slowest and fastest run "
                       f"({NAMES[s]}, {c}). The servers alternate within each round, so the ratios (and the per-round "
-                      "ratios beside them) compare runs made under the same load; the CPU per MiB columns do not "
-                      "depend on how busy the machine was.")
+                      "ratios beside them) compare runs made under the same load; the CPU per MiB columns depend "
+                      "less on the load than throughput does, but not at all: they too rise on a busy machine.")
     failed = [r for r in runs if r["exit"] != 0]
     if failed:
         md.append(f"- {len(failed)} runs failed; first: {failed[0]['case']} against {NAMES[failed[0]['server']]}: "
