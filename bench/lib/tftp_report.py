@@ -29,6 +29,25 @@ def parse_output(text):
     return out
 
 
+def parse_delay(base, final):
+    """The delay line's figures per direction, over the measured runs only (the final
+    counts less those at the start): packets, mean and max real one-way delay (µs)."""
+    def read(text):
+        out = {}
+        for line in filter(None, text.split("|")):
+            name, *kv = line.split()
+            out[name] = {k: int(v) for k, v in (x.split("=", 1) for x in kv)}
+        return out
+    b, f = read(base), read(final)
+    out = {}
+    for name, x in f.items():
+        y = b.get(name, {"packets": 0, "sum_us": 0})
+        n = x["packets"] - y["packets"]
+        out[name] = {"packets": n, "mean_us": (x["sum_us"] - y["sum_us"]) / n if n > 0 else None,
+                     "max_us": x["max_us"]}
+    return out
+
+
 def fmt(x, nd=1):
     if x is None:
         return "–"
@@ -46,7 +65,12 @@ def main():
     for x in ("rounds", "script-bytes", "image-bytes", "parallel", "refused"):
         ap.add_argument("--" + x, type=int, required=True)
     ap.add_argument("--run-mib", type=int, nargs=3, required=True)
+    ap.add_argument("--pinned", required=True)
+    ap.add_argument("--delay-us", type=int, required=True)
+    ap.add_argument("--rtt-mib", type=int, required=True)
+    ap.add_argument("--delay-stats", nargs=2, required=True)
     a = ap.parse_args()
+    delay = parse_delay(*a.delay_stats)
 
     runs = []
     with open(a.runs) as f:
@@ -101,25 +125,35 @@ def main():
     lock = [(f, b) for f in ("script", "image") for b in (512, 1468, 8192)]
     at_every = {f"{f}/{b}": summary.get(f"{f}/{b}/1", {}).get("ratio") for f, b in lock}
     window = {f: (med(f"{f}/512/16") / med(f"{f}/512/1")) if med(f"{f}/512/16") and med(f"{f}/512/1") else None
-              for f in ("script", "image")}
+              for f in ("script", "image", "rtt-script")}
+    loop_win = {k: v for k, v in window.items() if not k.startswith("rtt-")}
+    rtt_win = window.get("rtt-script")
     targets = {
         "tftp_ge_1x_tftpd_hpa_every_blksize": all(v is not None and v >= 1.0 for v in at_every.values()),
         "tftp_ratios": at_every,
-        "windowsize16_ge_5x_lockstep_512": all(v is not None and v >= 5.0 for v in window.values()),
+        "windowsize16_ge_5x_lockstep_512_loopback": all(v is not None and v >= 5.0 for v in loop_win.values()),
+        "windowsize16_ge_5x_lockstep_512_rtt_link": rtt_win is not None and rtt_win >= 5.0,
         "windowsize16_over_lockstep_512": window,
     }
 
     label = {"script": f"script ({a.script_bytes / 1048576:g} MiB)",
              "image": f"image ({a.image_bytes / 1048576:g} MiB)",
-             "script-spawn": f"script ({a.script_bytes / 1048576:g} MiB), a new client thread per transfer"}
+             "script-spawn": f"script ({a.script_bytes / 1048576:g} MiB), a new client thread per transfer",
+             "rtt-script": f"script ({a.script_bytes / 1048576:g} MiB)"}
+    pin = (f"Server and client pinned to different CPUs ({a.pinned}; the same for both servers, tftpd-hpa's "
+           "per-transfer children included), so they never share one." if a.pinned != "no"
+           else "Not pinned to CPUs (fewer than 2 on this machine).")
+    head = ["| file | blksize | windowsize | ztp-runtime MB/s | tftpd-hpa MB/s | ours / tftpd-hpa [per round] | CPU ms/MiB ours / tftpd-hpa |",
+            "|---|---:|---:|---:|---:|---:|---:|"]
     md = [f"Throughput in MB/s (10^6 bytes per second of wall time, every byte checked): median of {a.rounds} rounds "
           "and (min–max); ratio = median ours / median tftpd-hpa, with the range of the per-round ratios; "
-          "server CPU in ms per MiB served (median; tftpd-hpa with its per-transfer children).", "",
-          "| file | blksize | windowsize | ztp-runtime MB/s | tftpd-hpa MB/s | ours / tftpd-hpa [per round] | CPU ms/MiB ours / tftpd-hpa |",
-          "|---|---:|---:|---:|---:|---:|---:|"]
+          "server CPU in ms per MiB served (median; tftpd-hpa with its per-transfer children). " + pin, "",
+          "On the loopback of the servers' namespace (round-trip time of a few µs):", ""] + head
+    rtt_rows = []
     for c in cases:
         if c.startswith("parallel"):
             continue
+        rows = rtt_rows if c.startswith("rtt-") else md
         f, b, w = c.split("/")
         o, p = summary[c].get("ours"), summary[c].get("peer")
 
@@ -135,8 +169,15 @@ def main():
             lock_med = med(f"{f}/{b}/1", "peer")
             rtxt = f"{med(c) / lock_med:.2f} (vs tftpd-hpa lockstep)" if med(c) and lock_med else "–"
         cpu = f"{fmt((o or {}).get('cpu_ms_per_MiB_median'), 2)} / {fmt((p or {}).get('cpu_ms_per_MiB_median'), 2) if p else '–'}"
-        md.append(f"| {label[f]} | {b} | {w if w != '1' else '1 (lockstep)'} | {cell(o)} | "
-                  f"{cell(p) if p else 'no windowsize (see notes)'} | {rtxt} | {cpu} |")
+        rows.append(f"| {label[f]} | {b} | {w if w != '1' else '1 (lockstep)'} | {cell(o)} | "
+                    f"{cell(p) if p else 'no windowsize (see notes)'} | {rtxt} | {cpu} |")
+    if rtt_rows:
+        dl = "; ".join(f"{k}: {v['packets']:,} packets, mean {fmt(v['mean_us'])} µs, max {v['max_us']:,} µs"
+                       for k, v in delay.items() if v["packets"] > 0)
+        md += ["", f"Over a link with a round-trip time: the client in a second namespace, joined to the servers' one "
+               f"by two TUN devices and a user-space delay line (bench/lib/tftp_delay_line.rs, set to {a.delay_us} µs "
+               f"each way; this kernel has no sch_netem). One-way delay the packets of the measured runs really got: "
+               f"{dl or 'not recorded'}. Each run moves {a.rtt_mib} MiB.", ""] + head + rtt_rows
     pc = "parallel/512/1"
     if pc in summary:
         md += ["", f"{a.parallel} transfers of the script at once (blksize 512, each client from its own address): "
@@ -156,32 +197,40 @@ def main():
             md.append(f"\nRatio ours / tftpd-hpa: {summary[pc]['ratio']:.2f} (per round {pr[0]:.2f}–{pr[1]:.2f}).")
 
     md += ["", "Targets (issue 5):", ""]
-    worst = min(((v, k) for k, v in at_every.items() if v is not None), default=(None, None))
     tx = ", ".join(f"{k} {v:.2f}" if v is not None else f"{k} –" for k, v in at_every.items())
     md.append(f"- TFTP ≥ 1.0× tftpd-hpa at every blksize: **{'met' if targets['tftp_ge_1x_tftpd_hpa_every_blksize'] else 'missed'}** "
               f"(ratios of medians: {tx}).")
-    wx = ", ".join(f"{k} {v:.1f}×" if v is not None else f"{k} –" for k, v in window.items())
-    md.append(f"- windowsize 16 ≥ 5× lockstep at blksize 512: **{'met' if targets['windowsize16_ge_5x_lockstep_512'] else 'missed'}** "
-              f"(ztp-runtime windowsize 16 over its own lockstep: {wx}).")
-    lock512 = med("image/512/1")
-    if not targets["windowsize16_ge_5x_lockstep_512"] and lock512:
-        us = 512 / (lock512 * 1e6) * 1e6
-        md.append(f"- Why the windowsize gain is small here: in lockstep at blksize 512 ztp-runtime moved a block every "
-                  f"{us:.1f} µs (image, median), so on loopback the round trip is two wake-ups and four system calls, "
-                  "not network delay. A window saves the ACK and a wake-up per block but each block still costs a "
-                  "send and a receive on this one machine. RFC 7440's gain grows with the round-trip time of a real "
-                  "network; this kernel has no netem to emulate one, so that case is not measured.")
+    wl = ", ".join(f"{k} {v:.1f}×" if v is not None else f"{k} –" for k, v in loop_win.items())
+    wr = f"{rtt_win:.1f}×" if rtt_win is not None else "–"
+
+    def met(k):
+        return "met" if targets[k] else "missed"
+    md.append(f"- windowsize 16 ≥ 5× lockstep at blksize 512 (ztp-runtime windowsize 16 over its own lockstep): "
+              f"over the link with a round-trip time **{met('windowsize16_ge_5x_lockstep_512_rtt_link')}** (script "
+              f"{wr}); on loopback **{met('windowsize16_ge_5x_lockstep_512_loopback')}** ({wl}).")
+    lock512, rtt512 = med("image/512/1"), med("rtt-script/512/1")
+    if lock512 and rtt512:
+        us, rus = 512 / lock512, 512 / rtt512
+        md.append(f"- Why the gain differs by link: in lockstep at blksize 512 ztp-runtime moved a block every "
+                  f"{us:.1f} µs on loopback (image, median) and every {rus:.0f} µs over the round-trip link (script). "
+                  "On loopback the round trip is two wake-ups and a few system calls, not network delay: a window "
+                  "saves the ACK and a wake-up per block, but every block still costs a send and a receive on this "
+                  "machine's 2 CPUs. Over the link most of a lockstep block's time is the round trip, which a window "
+                  "of 16 pays once per 16 blocks: that is the case RFC 7440 is for, and the one a switch fetching "
+                  "over a data-center network sees.")
     sp_case = "script-spawn/512/1"
     if summary.get(sp_case, {}).get("ratio") and summary.get("script/512/1", {}).get("ratio"):
         x = summary[sp_case]
-        md.append(f"- Where the client's thread runs matters as much as the server: the script at blksize 512 from a new "
-                  f"client thread per transfer gives ours / tftpd-hpa {x['ratio']:.2f} ({fmt(x['ours']['MBps_median'])} "
-                  f"against {fmt(x['peer']['MBps_median'])} MB/s; CPU ms/MiB {fmt(x['ours']['cpu_ms_per_MiB_median'], 2)} "
-                  f"/ {fmt(x['peer']['cpu_ms_per_MiB_median'], 2)}), from one thread "
-                  f"{summary['script/512/1']['ratio']:.2f}. On 2 CPUs the scheduler places a new thread afresh, often "
-                  "beside the server's long-lived TFTP thread, and then every block is a context switch on one CPU "
-                  "(tftpd-hpa forks a fresh process per transfer, placed afresh too). A device on the network shares "
-                  "no CPU with the server.")
+        md.append(f"- The script at blksize 512 from a new client thread per transfer: ours / tftpd-hpa "
+                  f"{x['ratio']:.2f} ({fmt(x['ours']['MBps_median'])} against {fmt(x['peer']['MBps_median'])} MB/s; "
+                  f"CPU ms/MiB {fmt(x['ours']['cpu_ms_per_MiB_median'], 2)} / {fmt(x['peer']['cpu_ms_per_MiB_median'], 2)}); "
+                  f"from one thread {summary['script/512/1']['ratio']:.2f}. "
+                  + ("With client and server pinned to different CPUs, where the client's thread starts no longer "
+                     "matters (unpinned, a new thread often landed beside the server's and made every block a "
+                     "context switch on one CPU; an earlier run measured 0.43 that way)."
+                     if a.pinned != "no" else
+                     "Unpinned, a new thread often lands beside the server's and every block is a context switch "
+                     "on one CPU; a device on the network shares no CPU with the server."))
     spread = [(summary[c][s]["MBps_max"] / summary[c][s]["MBps_min"], c, s) for c in cases for s in NAMES
               if summary[c].get(s) and summary[c][s]["MBps_min"]]
     if spread:
@@ -189,8 +238,8 @@ def main():
         if sp > 1.5:
             md.append(f"- The machine was noisy: the widest spread was {sp:.1f}× between the slowest and fastest run "
                       f"({NAMES[s]}, {c}). The servers alternate within each round, so the ratios (and the per-round "
-                      "ratios beside them) compare runs made under the same load; the CPU per MiB columns do not "
-                      "depend on how busy the machine was.")
+                      "ratios beside them) compare runs made under the same load; the CPU per MiB columns depend "
+                      "less on the load than throughput does, but not at all: they too rise on a busy machine.")
     failed = [r for r in runs if r["exit"] != 0]
     if failed:
         md.append(f"- {len(failed)} runs failed; first: {failed[0]['case']} against {NAMES[failed[0]['server']]}: "
@@ -212,11 +261,15 @@ def main():
             f"{a.rounds} rounds; in each, ztp-runtime and tftpd-hpa run every case one after the other (ztp-runtime "
             "first in odd rounds, tftpd-hpa first in even ones). Both servers run for the whole benchmark, each on "
             "its own address of one network namespace's loopback; the client (bench/lib/tftp_client.rs) runs in the "
-            "same namespace and shares the machine's CPUs with the server.",
+            "same namespace (loopback cases) or in a second one behind a user-space delay line (round-trip cases, "
+            "bench/lib/tftp_delay_line.rs: this kernel has no sch_netem). "
+            + (f"CPUs: every server process and thread on one CPU, every client and the delay line on the other "
+               f"({a.pinned}, with taskset; tftpd-hpa's per-transfer children inherit it)."
+               if a.pinned != "no" else "CPUs: not pinned (fewer than 2)."),
             "The client asks for tsize and blksize (and windowsize when above 1), acknowledges every windowsize "
             "blocks, checks each block against the local file and fails on any difference or short file. "
             f"Each run transfers the file in a row until it has moved {a.run_mib[0]}, {a.run_mib[1]} or {a.run_mib[2]} MiB "
-            "(blksize 512, 1468, 8192); the figure is those bytes over the summed transfer times. A run's transfers "
+            f"(blksize 512, 1468, 8192; {a.rtt_mib} MiB over the round-trip link); the figure is those bytes over the summed transfer times. A run's transfers "
             "come one after another from one client thread, as one device fetches one file after another; the row "
             "\"a new client thread per transfer\" measures the script at blksize 512 with a thread started for each "
             "transfer instead.",
@@ -230,7 +283,8 @@ def main():
             f"Load average (1/5/15 min) before: {a.load[0]}; after: {a.load[1]}. The machine is shared with other "
             "work (compilers, tests): treat single figures as rough and compare within a round.",
         ],
-        "runs": runs, "summary": summary, "targets": targets,
+        "runs": runs, "summary": summary, "targets": targets, "delay_line": {"set_us": a.delay_us, "measured": delay},
+        "pinned": a.pinned,
     }
     with open(a.json, "w") as f:
         json.dump(doc, f, indent=1)

@@ -4,27 +4,31 @@
 //! no shutdown call, so dropping the future [`serve`] returns ends that thread. Each read
 //! request resolves its name through [`paths::clean`] against the generation current at
 //! open, and the transfer keeps that generation to its end. async-tftp is patched in
-//! `vendor/async-tftp` (see its `README.ztp.md`) for the window byte cap below.
+//! `vendor/async-tftp` (see its `README.ztp.md`) for the window byte cap below and for
+//! transfers on threads of their own with blocking sends and receives (see [`serve`]).
 //!
 //! Limits, and why:
 //! - blksize up to 65464 (RFC 2348's maximum) and windowsize up to [`MAX_WINDOW`] blocks
 //!   and [`MAX_WINDOW_BYTES`] of data (the OACK grants the smaller window): the server
-//!   holds one window per transfer, so this bounds its memory at about 64 KiB per
-//!   transfer, and a burst never overflows a client's default receive buffer.
+//!   holds one window per transfer and reads the next one ahead while the ACK travels,
+//!   plus a 64 KiB disk read buffer for files on disk, so this bounds its memory at about
+//!   200 KiB per transfer, and a burst never overflows a client's default receive buffer.
 //! - at most [`MAX_PER_CLIENT`] transfers per client address and [`MAX_TOTAL`] in all.
 //!   Over the per-client cap the request gets a TFTP error at once. Over the total, it
 //!   waits in line up to [`SLOT_WAIT`] for a transfer to end (the client resends its
 //!   request meanwhile; async-tftp ignores the copies) and only then gets the error: in
 //!   a boot storm the slots turn over within seconds, and a Junos switch stops ZTP at
 //!   its first failed download. With the window bound this caps TFTP memory at about
-//!   64 × 64 KiB even against a hostile client.
+//!   64 × 200 KiB even against a hostile client.
 //! - [`MAX_RETRIES`] resends of an unacknowledged window, so a vanished client frees its
 //!   slot after about half a minute at the default 3 s timeout (async-tftp's default of
 //!   100 would hold it for five minutes).
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -33,13 +37,13 @@ use std::time::{Duration, Instant};
 
 use async_tftp::packet;
 use async_tftp::server::{Handler, TftpServerBuilder};
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use futures_lite::AsyncRead;
 use futures_lite::io::{Cursor, Sink};
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
-use crate::files::{DiskReader, open_image};
+use crate::files::open_image;
 use crate::generation::{Data, Generation, Served};
 use crate::metrics::{METRICS, TftpEnd};
 use crate::paths;
@@ -55,7 +59,8 @@ pub const MAX_WINDOW: u16 = 32;
 /// default on Linux, where an 8 KiB datagram takes 16 KiB of it) loses its tail, each
 /// loss costing a timeout. So windowsize 16 stays 16 at blksize 512 and 1468, the OACK
 /// grants 8 at 8192 (RFC 7440 lets the server answer less), and blocks over 32 KiB go in
-/// lockstep. It also bounds the window the server holds to 64 KiB per transfer.
+/// lockstep. It also bounds the window the server holds (and the next one, read ahead)
+/// to 64 KiB each per transfer.
 pub const MAX_WINDOW_BYTES: u32 = 64 * 1024;
 /// Concurrent transfers allowed from one client IP address.
 pub const MAX_PER_CLIENT: usize = 8;
@@ -66,23 +71,30 @@ pub const MAX_TOTAL: usize = 64;
 pub const SLOT_WAIT: Duration = Duration::from_secs(30);
 /// Resends of an unacknowledged window before the transfer is abandoned.
 pub const MAX_RETRIES: u32 = 8;
-/// Disk read size for images; TFTP tops out far below disk speed, so this stays small.
+/// Disk read size for images and tree files kept on disk: one positioned read per this
+/// many bytes (128 blocks at blksize 512, 8 at 8192).
 const DISK_CHUNK: usize = 64 * 1024;
 
 /// Serve TFTP on `listen` until the future is dropped. `ready` receives the bound
 /// address (the real port when `listen` has port 0) once requests can be answered.
 ///
-/// async-tftp is built on smol's async-io, whose reactor is its own thread. Polled from
-/// a tokio task, every lockstep block crossed threads twice (the reactor wakes the tokio
-/// worker, which re-arms a timer on the reactor). On a thread of its own under
-/// `async_io::block_on`, the thread waiting for the next ACK drives the reactor itself,
-/// so a block costs a send and a receive on one thread.
+/// async-tftp is built on smol's async-io. Requests are received and opened (the
+/// handler below: path, generation, access, slot) on a thread of its own under
+/// `async_io::block_on`; each transfer then runs on a thread of the `blocking` crate's
+/// pool with blocking socket calls (`blocking_read_transfers`, a local patch: see
+/// vendor/async-tftp/README.ztp.md). Measured with perf and strace (bench/tftp's image at
+/// blksize 1468, client and server pinned to different CPUs), upstream's async transfer
+/// made about 4.5 system calls per lockstep block (the ACK wait re-arms the socket in
+/// epoll and inserts a new reactor timer, which wakes the reactor: eventfd write and
+/// read, timerfd_settime, a second epoll_wait) and used 1.3-1.6x tftpd-hpa's CPU per
+/// MiB; the blocking transfer makes 2 (send, recv) and uses less than tftpd-hpa. At
+/// most [`MAX_TOTAL`] transfers run, so at most that many such threads.
 pub async fn serve(
     state: Arc<State>,
     listen: SocketAddr,
     ready: oneshot::Sender<SocketAddr>,
 ) -> io::Result<()> {
-    // Image reads go to tokio's blocking pool through this handle.
+    // Opening an image (its checks) runs on tokio's blocking pool through this handle.
     let rt = Handle::try_current().map_err(io::Error::other)?;
     // Bind it ourselves so the real address is known before serving starts.
     let socket = std::net::UdpSocket::bind(listen)?;
@@ -100,6 +112,9 @@ pub async fn serve(
                 .window_size_limit(MAX_WINDOW)
                 .window_bytes_limit(MAX_WINDOW_BYTES)
                 .max_send_retries(MAX_RETRIES)
+                // Each transfer on a thread of its own with blocking sends and receives:
+                // see `serve`'s comment.
+                .blocking_read_transfers(true)
                 .build()
                 .await
                 .map_err(to_io)?;
@@ -172,16 +187,10 @@ impl Handler for GenHandler {
                 Data::Memory(b) => (Source::Tree(Cursor::new(b.clone())), f.len()),
                 // A tree file kept as the descriptor it was checked through: the old
                 // generation's bytes even after a rebuild replaced the directory.
-                Data::Disk(file, size) => {
-                    let reader = DiskReader::new(file.clone(), 0, *size, DISK_CHUNK, self.rt.clone());
-                    (Source::Disk { reader, cur: Bytes::new() }, *size)
-                }
+                Data::Disk(file, size) => (Source::disk(file.clone(), *size), *size),
             },
             Served::Image(i) => match open_image(&self.rt, i.path.clone(), i.size).await {
-                Ok(file) => {
-                    let reader = DiskReader::new(Arc::new(file), 0, i.size, DISK_CHUNK, self.rt.clone());
-                    (Source::Disk { reader, cur: Bytes::new() }, i.size)
-                }
+                Ok(file) => (Source::disk(Arc::new(file), i.size), i.size),
                 Err(e) => {
                     tracing::warn!(peer = %client, path = %clean, file = %i.path.display(), error = %e, "tftp: image not servable");
                     return Err(packet::Error::Msg("file not available, retry later".into()));
@@ -235,10 +244,48 @@ struct Transfer {
 enum Source {
     /// A zero-copy cursor over the generation's bytes.
     Tree(Cursor<Bytes>),
+    /// A file read with positioned reads, [`DISK_CHUNK`] at a time into one buffer kept
+    /// for the transfer, right on the polling thread: the transfer's own thread
+    /// (`blocking_read_transfers`), where a read that waits for the disk holds up only
+    /// this transfer, as in tftpd-hpa's forked child. (A read per chunk rather than per
+    /// block: at blksize 512 a read per block would add a system call to every block.)
     Disk {
-        reader: DiskReader,
-        cur: Bytes,
+        file: Arc<File>,
+        /// File offset of the next chunk, and the file's end.
+        pos: u64,
+        end: u64,
+        buf: Vec<u8>,
+        /// The unsent part of `buf` is `buf[at..len]`.
+        at: usize,
+        len: usize,
     },
+}
+
+impl Source {
+    fn disk(file: Arc<File>, size: u64) -> Source {
+        Source::Disk { file, pos: 0, end: size, buf: Vec::new(), at: 0, len: 0 }
+    }
+}
+
+/// Reads the next chunk of `file` at `pos` into `buf` (sized on first use); returns
+/// its length, 0 at `end`. A file that shrank while served is an error, not a short file.
+fn read_chunk(file: &File, pos: u64, end: u64, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let n = (end.saturating_sub(pos)).min(DISK_CHUNK as u64) as usize;
+    if buf.len() < n {
+        buf.resize(DISK_CHUNK, 0);
+    }
+    let mut got = 0;
+    while got < n {
+        match file.read_at(&mut buf[got..n], pos + got as u64) {
+            Ok(0) => {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank while being served"));
+            }
+            Ok(k) => got += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 impl AsyncRead for Transfer {
@@ -246,17 +293,18 @@ impl AsyncRead for Transfer {
         let this = self.get_mut();
         let n = match &mut this.source {
             Source::Tree(c) => ready!(Pin::new(c).poll_read(cx, buf))?,
-            Source::Disk { reader, cur } => {
-                if cur.is_empty() {
-                    match ready!(reader.poll_chunk(cx)) {
-                        None => return Poll::Ready(Ok(0)),
-                        Some(Err(e)) => return Poll::Ready(Err(e)),
-                        Some(Ok(b)) => *cur = b,
+            Source::Disk { file, pos, end, buf: chunk, at, len } => {
+                if *at == *len {
+                    *len = read_chunk(file, *pos, *end, chunk)?;
+                    *pos += *len as u64;
+                    *at = 0;
+                    if *len == 0 {
+                        return Poll::Ready(Ok(0));
                     }
                 }
-                let n = buf.len().min(cur.len());
-                buf[..n].copy_from_slice(&cur[..n]);
-                cur.advance(n);
+                let n = buf.len().min(*len - *at);
+                buf[..n].copy_from_slice(&chunk[*at..*at + n]);
+                *at += n;
                 n
             }
         };

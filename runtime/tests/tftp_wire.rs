@@ -382,3 +382,196 @@ async fn resends_after_the_timeout_and_only_then() {
     .unwrap();
     r.unwrap();
 }
+
+/// While the server waits for an ACK, nothing else stretches the wait: datagrams from
+/// another address (a stranger aiming at the transfer's port) are not the client's and
+/// change nothing, and the client's own stray packets (an ACK outside the window,
+/// garbage) are ignored without restarting the timeout; the resend still comes one
+/// timeout after the block was sent, and then the transfer completes byte-exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strays_neither_disturb_a_transfer_nor_stretch_its_timeout() {
+    let (_tmp, state, addr) = setup().await;
+    let want = tree_bytes(&state.current(), BIG_TREE);
+    let r = blocking(move || -> Result<(), String> {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let stranger = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let rrq = format!("\0\x01{BIG_TREE}\0octet\0timeout\01\0blksize\01400\0");
+        sock.send_to(rrq.as_bytes(), addr).unwrap();
+        let mut buf = vec![0u8; 2048];
+        let (n, tid) = sock.recv_from(&mut buf).map_err(|e| format!("no OACK: {e}"))?;
+        assert_eq!(&buf[..2], &[0, 6], "OACK first: {:?}", &buf[..n]);
+        sock.send_to(&[0, 4, 0, 0], tid).unwrap();
+        let (n, _) = sock.recv_from(&mut buf).map_err(|e| format!("no block 1: {e}"))?;
+        let first = Instant::now();
+        assert_eq!(&buf[..4], &[0, 3, 0, 1]);
+        assert!(buf[4..n] == want[..1400]);
+        // For 1.5 timeouts: ACKs from a stranger (in the window: they would move it on
+        // if taken), and from the client an ACK past the window and a malformed packet.
+        // Sent from another thread, so that this one sees when the resend comes.
+        let mine = sock.try_clone().unwrap();
+        let strays = std::thread::spawn(move || {
+            for i in 0..6 {
+                std::thread::sleep(Duration::from_millis(250));
+                stranger.send_to(&[0, 4, 0, 1], tid).unwrap();
+                mine.send_to(if i % 2 == 0 { &[0, 4, 0, 9][..] } else { &[0, 9, 1][..] }, tid).unwrap();
+            }
+        });
+        // Block 1 came back once, about a timeout after the first send, and nothing
+        // else arrived (no block 2: the stranger's ACK was not taken).
+        sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let mut resent = Vec::new();
+        while first.elapsed() < Duration::from_millis(1800) {
+            if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                assert_eq!(from, tid);
+                resent.push((buf[..n.min(4)].to_vec(), first.elapsed()));
+            }
+        }
+        strays.join().unwrap();
+        assert_eq!(resent.len(), 1, "one resend while strays came in: {resent:?}");
+        assert_eq!(resent[0].0, [0, 3, 0, 1], "block 1 again");
+        let at = resent[0].1;
+        assert!(at >= Duration::from_millis(900) && at < Duration::from_millis(1400), "resent after {at:?}");
+        // Then the transfer runs to its end with every byte right.
+        sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut got = want[..1400].to_vec();
+        sock.send_to(&[0, 4, 0, 1], tid).unwrap();
+        loop {
+            let (n, from) = sock.recv_from(&mut buf).map_err(|e| format!("stalled at {}: {e}", got.len()))?;
+            assert_eq!(from, tid);
+            let block = u16::from_be_bytes([buf[2], buf[3]]);
+            if usize::from(block) != got.len() / 1400 + 1 {
+                continue; // a resend of one already had
+            }
+            got.extend_from_slice(&buf[4..n]);
+            sock.send_to(&[0, 4, buf[2], buf[3]], tid).unwrap();
+            if n - 4 < 1400 {
+                break;
+            }
+        }
+        assert!(got == want, "{} bytes, {} expected", got.len(), want.len());
+        Ok(())
+    })
+    .await
+    .unwrap();
+    r.unwrap();
+}
+
+/// Block numbers wrap from 65535 to 0 (RFC 1350 leaves it to the implementations; curl,
+/// atftp and tftpd-hpa all wrap): a file of over 65,535 blocks goes through byte-exact
+/// in lockstep and in windows, including a window size that makes a window straddle the
+/// wrap, with no gap or timeout (the ACK arithmetic across the wrap).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn block_numbers_wrap_past_65535() {
+    let (_tmp, state, addr) = setup().await;
+    let want = tree_bytes(&state.current(), IMAGE);
+    // (blksize, windowsize): 66,667 blocks in lockstep; 125,001 in windows of 7 (65536
+    // is not a multiple of 7) and of 16.
+    for (blk, win) in [(15u16, 1u16), (8, 7), (8, 16)] {
+        assert!(want.len() / usize::from(blk) > 65_535, "the file must outlast the block numbers");
+        let r = blocking(move || windowed_read(addr, IMAGE, blk, win)).await.unwrap();
+        let r = r.unwrap_or_else(|e| panic!("blksize {blk} window {win}: {e}"));
+        assert_eq!((r.blksize, r.window), (usize::from(blk), usize::from(win)), "the OACK");
+        assert!(
+            r.data == want,
+            "blksize {blk} window {win}: {} of {} bytes, or they differ",
+            r.data.len(),
+            want.len()
+        );
+        assert_eq!((r.gaps, r.timeouts), (0, 0), "blksize {blk} window {win}: blocks were lost");
+    }
+}
+
+/// Dropping the server's future (as the runtime does on shutdown) ends the transfers in
+/// flight too, though each runs on a thread of its own: a transfer waiting for an ACK
+/// sends nothing more once the timeout it was waiting out has passed (without the stop,
+/// it would resend block 1 every second up to MAX_RETRIES times).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_the_server_ends_its_transfers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = dc1_copy(tmp.path(), TREE_LEN, IMAGE_LEN, 1);
+    let state = State::new(build(&dir));
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let server =
+        tokio::spawn(ztp_runtime::tftp::serve(Arc::clone(&state), "127.0.0.1:0".parse().unwrap(), tx));
+    let addr = rx.await.unwrap();
+    let sock = blocking(move || {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        sock.send_to(format!("\0\x01{BIG_TREE}\0octet\0timeout\01\0").as_bytes(), addr).unwrap();
+        let mut buf = [0u8; 1024];
+        let (_, tid) = sock.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..2], &[0, 6], "OACK");
+        sock.send_to(&[0, 4, 0, 0], tid).unwrap();
+        sock.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..4], &[0, 3, 0, 1], "block 1");
+        // Unacknowledged, block 1 comes again a second later: the transfer is alive.
+        sock.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..4], &[0, 3, 0, 1], "block 1 resent");
+        sock
+    })
+    .await
+    .unwrap();
+    server.abort();
+    let _ = server.await;
+    let late = blocking(move || {
+        // At most one resend can be on its way (the stop is seen before the next send,
+        // at most one timeout later); after 1.5 s there must be silence.
+        let mut buf = [0u8; 1024];
+        let t0 = Instant::now();
+        let mut late = 0;
+        sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        while t0.elapsed() < Duration::from_millis(4500) {
+            if sock.recv_from(&mut buf).is_ok() && t0.elapsed() > Duration::from_millis(1500) {
+                late += 1;
+            }
+        }
+        late
+    })
+    .await
+    .unwrap();
+    assert_eq!(late, 0, "packets from a stopped server");
+}
+
+/// An image cut short on disk while a transfer reads it (one positioned read per 64 KiB
+/// on the transfer's thread): the client gets a TFTP error, never a short file that
+/// looks complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_truncated_mid_transfer_ends_in_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = dc1_copy(tmp.path(), TREE_LEN, IMAGE_LEN, 1);
+    let state = State::new(build(&dir));
+    let addr = start_tftp(Arc::clone(&state)).await;
+    let image = dir.join(IMAGE);
+    let r = blocking(move || -> Result<(u16, usize), String> {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        sock.send_to(format!("\0\x01{IMAGE}\0octet\0").as_bytes(), addr).unwrap();
+        let mut buf = [0u8; 1024];
+        let mut got = 0usize;
+        loop {
+            let (n, tid) = sock.recv_from(&mut buf).map_err(|e| format!("after {got} bytes: {e}"))?;
+            let op = u16::from_be_bytes([buf[0], buf[1]]);
+            if op != 3 {
+                return Ok((op, got));
+            }
+            if usize::from(u16::from_be_bytes([buf[2], buf[3]])) == got / 512 + 1 {
+                got += n - 4;
+            }
+            if got == 512 {
+                // Block 1 came from the first 64 KiB read: cut the file to 100 KiB, so
+                // the second read (bytes 64 KiB..128 KiB) comes up short.
+                std::fs::OpenOptions::new().write(true).open(&image).unwrap().set_len(100 * 1024).unwrap();
+            }
+            if n - 4 < 512 {
+                return Ok((3, got));
+            }
+            sock.send_to(&[0, 4, buf[2], buf[3]], tid).unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    let (op, got) = r.unwrap();
+    assert_eq!(op, 5, "an ERROR packet, after {got} bytes");
+    assert_eq!(got, 64 * 1024, "every byte of the first read went out, and no more");
+}

@@ -20,6 +20,7 @@ pub struct TftpServerBuilder<H: Handler> {
     block_size_limit: Option<u16>,
     window_size_limit: Option<u16>,
     window_bytes_limit: Option<u32>,
+    blocking_read_transfers: bool,
     max_send_retries: u32,
     ignore_client_timeout: bool,
     ignore_client_block_size: bool,
@@ -68,6 +69,7 @@ impl<H: Handler> TftpServerBuilder<H> {
             block_size_limit: None,
             window_size_limit: None,
             window_bytes_limit: None,
+            blocking_read_transfers: false,
             max_send_retries: 100,
             ignore_client_timeout: false,
             ignore_client_block_size: false,
@@ -167,6 +169,26 @@ impl<H: Handler> TftpServerBuilder<H> {
         }
     }
 
+    /// Run each read transfer on a thread of its own with blocking socket
+    /// calls (ztp patch, see README.ztp.md).
+    ///
+    /// The request is still opened by the handler on the server's executor;
+    /// the transfer then moves to a thread of the `blocking` crate's pool,
+    /// with a socket connected to the client whose receive timeout is set
+    /// once, so a lockstep block costs one `send` and one `recv` instead of a
+    /// round through async-io's reactor and a new timer per ACK. The reader
+    /// is polled on that thread (with `futures_lite::future::block_on`), so it
+    /// may block. Dropping the server stops such transfers before their next
+    /// send, so within one timeout.
+    ///
+    /// Default: false (upstream's async transfers).
+    pub fn blocking_read_transfers(self, on: bool) -> Self {
+        TftpServerBuilder {
+            blocking_read_transfers: on,
+            ..self
+        }
+    }
+
     /// Set maximum send retries for a data block.
     ///
     /// On timeout server will try to send the data block again. When retries are
@@ -227,6 +249,7 @@ impl<H: Handler> TftpServerBuilder<H> {
             block_size_limit: self.block_size_limit,
             window_size_limit: self.window_size_limit,
             window_bytes_limit: self.window_bytes_limit,
+            blocking_read_transfers: self.blocking_read_transfers,
             max_send_retries: self.max_send_retries,
             ignore_client_timeout: self.ignore_client_timeout,
             ignore_client_block_size: self.ignore_client_block_size,
@@ -238,6 +261,7 @@ impl<H: Handler> TftpServerBuilder<H> {
             socket,
             handler: Arc::new(Mutex::new(self.handle)),
             reqs_in_progress: Arc::new(Mutex::new(HashSet::new())),
+            closed: Default::default(),
             ex: Executor::new(),
             config,
             local_ip,

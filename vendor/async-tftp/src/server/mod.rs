@@ -3,6 +3,7 @@
 mod builder;
 mod handler;
 mod read_req;
+mod read_req_blocking;
 #[allow(clippy::module_inception)]
 mod server;
 mod write_req;

@@ -268,7 +268,7 @@ where
     }
 }
 
-fn build_oack_opts(
+pub(crate) fn build_oack_opts(
     config: &ServerConfig,
     req: &RwReq,
     file_size: Option<u64>,

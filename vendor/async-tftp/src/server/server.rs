@@ -5,10 +5,12 @@ use log::trace;
 use std::collections::HashSet;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::read_req::*;
+use super::read_req_blocking::serve_read;
 use super::write_req::*;
 use super::Handler;
 use crate::error::*;
@@ -25,6 +27,14 @@ where
     pub(crate) ex: Executor<'static>,
     pub(crate) config: ServerConfig,
     pub(crate) local_ip: IpAddr,
+    /// ztp patch: set on drop, read by blocking read transfers.
+    pub(crate) closed: Arc<AtomicBool>,
+}
+
+impl<H: Handler> Drop for TftpServer<H> {
+    fn drop(&mut self) {
+        self.closed.store(true, Ordering::Relaxed);
+    }
 }
 
 #[derive(Clone)]
@@ -33,6 +43,7 @@ pub(crate) struct ServerConfig {
     pub(crate) block_size_limit: Option<u16>,
     pub(crate) window_size_limit: Option<u16>,
     pub(crate) window_bytes_limit: Option<u32>,
+    pub(crate) blocking_read_transfers: bool,
     pub(crate) max_send_retries: u32,
     pub(crate) ignore_client_timeout: bool,
     pub(crate) ignore_client_block_size: bool,
@@ -92,6 +103,36 @@ where
         let handler = Arc::clone(&self.handler);
         let config = self.config.clone();
         let local_ip = self.local_ip;
+
+        if config.blocking_read_transfers {
+            // ztp patch: open on the executor, transfer on a thread of its own.
+            let closed = Arc::clone(&self.closed);
+            let req_fut = async move {
+                let (mut reader, size) = handler
+                    .lock()
+                    .await
+                    .read_req_open(&peer, req.filename.as_ref())
+                    .await
+                    .map_err(Error::Packet)?;
+                blocking::unblock(move || {
+                    serve_read(
+                        &mut reader,
+                        size,
+                        peer,
+                        &req,
+                        &config,
+                        local_ip,
+                        &closed,
+                    )
+                })
+                .await
+            };
+            let reqs_in_progress = Arc::clone(&self.reqs_in_progress);
+            self.ex
+                .spawn(run_req(req_fut, peer, reqs_in_progress, local_ip))
+                .detach();
+            return;
+        }
 
         // Prepare request future
         let req_fut = async move {
