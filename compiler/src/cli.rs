@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::{BuildOptions, Host, Outcome, RenderStyle, diag, emit};
+use crate::{BuildOptions, Host, Outcome, RenderStyle, diag};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -136,13 +136,8 @@ pub fn run(cli: Cli) -> ExitCode {
             let Some((text, env)) = load(&common) else { return ExitCode::from(2) };
             let host = Host { base_dir: base_dir(&common.fabric), env: &|k| lookup(&env, k) };
             let opts = BuildOptions { fabric_dir_from_out: relative_from(&out, &host.base_dir) };
-            match crate::build(&text, &host, &opts) {
-                Ok(outcome) => finish(&common, &text, outcome, Some(&out)),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(2)
-                }
-            }
+            let outcome = crate::check(&text, &host);
+            finish(&common, &text, outcome, Some((&out, &opts)))
         }
     }
 }
@@ -197,7 +192,7 @@ fn base_dir(fabric: &Path) -> PathBuf {
     }
 }
 
-fn finish(c: &Common, text: &str, mut out: Outcome, dest: Option<&Path>) -> ExitCode {
+fn finish(c: &Common, text: &str, mut out: Outcome, dest: Option<(&Path, &BuildOptions)>) -> ExitCode {
     if c.deny_warnings {
         out.diagnostics.deny_warnings();
     }
@@ -225,9 +220,9 @@ fn finish(c: &Common, text: &str, mut out: Outcome, dest: Option<&Path>) -> Exit
         platforms.len(),
         diag::plural(platforms.len()),
     );
-    match (dest, &out.artifacts) {
-        (Some(dir), Some(artifacts)) => {
-            let done = match emit::emit(artifacts, dir) {
+    match dest {
+        Some((dir, opts)) => {
+            let (files, done) = match crate::write(fabric, opts, dir) {
                 Ok(done) => done,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -238,15 +233,14 @@ fn finish(c: &Common, text: &str, mut out: Outcome, dest: Option<&Path>) -> Exit
                 println!("{summary}; {} files written to {}", done.written, dir.display());
             } else {
                 println!(
-                    "{summary}; {} files in {}: {} written, {} unchanged since the last build",
-                    artifacts.len(),
+                    "{summary}; {files} files in {}: {} written, {} unchanged since the last build",
                     dir.display(),
                     done.written,
                     done.unchanged
                 );
             }
         }
-        _ => println!("{summary}; ok"),
+        None => println!("{summary}; ok"),
     }
     ExitCode::SUCCESS
 }

@@ -14,10 +14,12 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use rayon::prelude::*;
 
-use crate::render::{Artifact, Artifacts, MANIFEST};
+use crate::render::{Artifact, Artifacts, MANIFEST, Sink};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmitError {
@@ -40,8 +42,25 @@ fn write_new(path: &Path, a: &Artifact) -> Result<(), EmitError> {
     std::os::unix::fs::OpenOptionsExt::mode(&mut f, a.mode);
     let mut file = f.open(path).map_err(io(path))?;
     file.write_all(&a.bytes).map_err(io(path))?;
-    // The umask may have narrowed the mode at creation; set it exactly.
-    file.set_permissions(fs::Permissions::from_mode(a.mode)).map_err(io(path))
+    // The umask may have narrowed the mode at creation; then set it exactly. (One system
+    // call saved per file otherwise: a large build writes ten thousand.)
+    if a.mode & umask() != 0 {
+        file.set_permissions(fs::Permissions::from_mode(a.mode)).map_err(io(path))?;
+    }
+    Ok(())
+}
+
+/// The process's umask, read once from /proc (reading it with umask(2) would set it, for
+/// every thread at once); all bits set when it cannot be read, so every mode is set.
+fn umask() -> u32 {
+    static UMASK: OnceLock<u32> = OnceLock::new();
+    *UMASK.get_or_init(|| {
+        fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Umask:")).map(|v| v.trim().to_string()))
+            .and_then(|v| u32::from_str_radix(&v, 8).ok())
+            .unwrap_or(0o7777)
+    })
 }
 
 /// Hard-link `old` (a file of the previous output) to `new` when it already holds exactly
@@ -75,80 +94,189 @@ pub struct Emitted {
 
 /// Write `artifacts` as the new contents of `out`.
 pub fn emit(artifacts: &Artifacts, out: &Path) -> Result<Emitted, EmitError> {
-    let mut previous = false;
-    if out.exists() {
-        if !out.is_dir() {
-            return Err(EmitError::NotADirectory(out.to_path_buf()));
-        }
-        let empty = fs::read_dir(out).map_err(io(out))?.next().is_none();
-        if !empty && !out.join(MANIFEST).is_file() {
-            return Err(EmitError::NotOurs(out.to_path_buf()));
-        }
-        previous = !empty;
-    }
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
-    let staging = tempfile::Builder::new()
-        .prefix(&format!(".{name}.ztpc-new-"))
-        .tempdir_in(&parent)
-        .map_err(io(&parent))?;
-    // Directories first (few), then the files on every core: with thousands of device
-    // scripts the build is mostly file creation and copying into the page cache.
-    let dirs: BTreeSet<PathBuf> =
-        artifacts.keys().filter_map(|rel| staging.path().join(rel).parent().map(Path::to_path_buf)).collect();
-    for dir in &dirs {
-        fs::create_dir_all(dir).map_err(io(dir))?;
-    }
+    let staging = Staging::new(out)?;
     let files: Vec<(&String, &Artifact)> = artifacts.iter().collect();
-    let outcome: Vec<Option<PathBuf>> = files
-        .par_iter()
-        .map(|(rel, a)| {
-            let new = staging.path().join(rel);
-            if previous && reuse(&out.join(rel), &new, a) {
-                return Ok(None);
-            }
-            write_new(&new, a).map(|()| Some(new))
-        })
-        .collect::<Result<_, EmitError>>()?;
-    let written: Vec<PathBuf> = outcome.into_iter().flatten().collect();
-    // Nothing is swapped in before it is on disk, so a crash leaves the old tree or the
-    // complete new one. A reused file's data is already there (the build that wrote it
-    // synced it); its new name is directory metadata.
-    if written.len() <= FSYNC_EACH_MAX {
-        // A rebuild after a small edit: sync just what changed and the directories,
-        // without waiting for every other writer's dirty pages on the filesystem.
-        for path in written.iter().chain(&dirs) {
-            fs::File::open(path).and_then(|f| f.sync_all()).map_err(io(path))?;
-        }
-    } else {
-        // One syncfs for the whole tree instead of an fsync per file: with thousands of
-        // device scripts, per-file fsyncs dominated the build.
-        let dirfd = fs::File::open(staging.path()).map_err(io(staging.path()))?;
-        rustix::fs::syncfs(&dirfd)
-            .map_err(|e| EmitError::Io { path: staging.path().to_path_buf(), source: e.into() })?;
-    }
-    fs::set_permissions(staging.path(), fs::Permissions::from_mode(0o755)).map_err(io(staging.path()))?;
-    let staged = staging.keep();
-    let swap = || -> Result<(), EmitError> {
+    files.par_iter().try_for_each(|(rel, a)| staging.write(rel, a))?;
+    staging.commit()
+}
+
+/// A new output directory being filled beside `out`; [`Staging::commit`] swaps it in,
+/// and dropping it uncommitted removes it, so `out` changes all at once or not at all.
+pub struct Staging {
+    out: PathBuf,
+    parent: PathBuf,
+    name: String,
+    dir: tempfile::TempDir,
+    /// Whether `out` holds a previous build whose unchanged files can be linked.
+    previous: bool,
+    /// Directories already made in the staging tree.
+    dirs: Mutex<BTreeSet<PathBuf>>,
+    /// Files written afresh (not linked), to be synced before the swap.
+    written: Mutex<Vec<PathBuf>>,
+    unchanged: AtomicUsize,
+}
+
+impl Staging {
+    /// Check that `out` is absent, empty or a previous ztpc output, and make the staging
+    /// directory beside it.
+    pub fn new(out: &Path) -> Result<Staging, EmitError> {
+        let mut previous = false;
         if out.exists() {
-            let old = parent.join(format!(".{name}.ztpc-old-{}", std::process::id()));
-            fs::rename(out, &old).map_err(io(out))?;
-            fs::rename(&staged, out).map_err(io(out))?;
-            fs::remove_dir_all(&old).map_err(io(&old))?;
-        } else {
-            fs::rename(&staged, out).map_err(io(out))?;
+            if !out.is_dir() {
+                return Err(EmitError::NotADirectory(out.to_path_buf()));
+            }
+            let empty = fs::read_dir(out).map_err(io(out))?.next().is_none();
+            if !empty && !out.join(MANIFEST).is_file() {
+                return Err(EmitError::NotOurs(out.to_path_buf()));
+            }
+            previous = !empty;
         }
-        Ok(())
-    };
-    let result = swap().and_then(|()| {
-        // Make the renames themselves durable.
-        fs::File::open(&parent).and_then(|d| d.sync_all()).map_err(io(&parent))
-    });
-    if result.is_err() {
-        let _ = fs::remove_dir_all(&staged);
+        let parent = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+        let dir = tempfile::Builder::new()
+            .prefix(&format!(".{name}.ztpc-new-"))
+            .tempdir_in(&parent)
+            .map_err(io(&parent))?;
+        let dirs = Mutex::new(BTreeSet::from([dir.path().to_path_buf()]));
+        Ok(Staging {
+            out: out.to_path_buf(),
+            parent,
+            name,
+            dir,
+            previous,
+            dirs,
+            written: Mutex::default(),
+            unchanged: AtomicUsize::new(0),
+        })
     }
-    result.map(|()| Emitted { written: written.len(), unchanged: files.len() - written.len() })
+
+    /// Put `a` at `rel` in the new tree: linked from the previous output when that
+    /// already holds exactly it, written afresh otherwise.
+    pub fn write(&self, rel: &str, a: &Artifact) -> Result<(), EmitError> {
+        let new = self.dir.path().join(rel);
+        if let Some(parent) = new.parent() {
+            let mut dirs = lock(&self.dirs);
+            if !dirs.contains(parent) {
+                fs::create_dir_all(parent).map_err(io(parent))?;
+                dirs.extend(
+                    parent.ancestors().take_while(|d| d.starts_with(self.dir.path())).map(Path::to_path_buf),
+                );
+            }
+        }
+        if self.previous && reuse(&self.out.join(rel), &new, a) {
+            self.unchanged.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        write_new(&new, a)?;
+        lock(&self.written).push(new);
+        Ok(())
+    }
+
+    /// Make the new tree durable and swap it in for `out`.
+    pub fn commit(self) -> Result<Emitted, EmitError> {
+        let written = self.written.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let dirs = self.dirs.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (out, parent, name) = (self.out, self.parent, self.name);
+        // Nothing is swapped in before it is on disk, so a crash leaves the old tree or the
+        // complete new one. A reused file's data is already there (the build that wrote it
+        // synced it); its new name is directory metadata.
+        if written.len() <= FSYNC_EACH_MAX {
+            // A rebuild after a small edit: sync just what changed and the directories,
+            // without waiting for every other writer's dirty pages on the filesystem.
+            for path in written.iter().chain(&dirs) {
+                fs::File::open(path).and_then(|f| f.sync_all()).map_err(io(path))?;
+            }
+        } else {
+            // One syncfs for the whole tree instead of an fsync per file: with thousands of
+            // device scripts, per-file fsyncs dominated the build.
+            let dirfd = fs::File::open(self.dir.path()).map_err(io(self.dir.path()))?;
+            rustix::fs::syncfs(&dirfd)
+                .map_err(|e| EmitError::Io { path: self.dir.path().to_path_buf(), source: e.into() })?;
+        }
+        fs::set_permissions(self.dir.path(), fs::Permissions::from_mode(0o755))
+            .map_err(io(self.dir.path()))?;
+        let staged = self.dir.keep();
+        let swap = || -> Result<(), EmitError> {
+            if out.exists() {
+                let old = parent.join(format!(".{name}.ztpc-old-{}", std::process::id()));
+                fs::rename(&out, &old).map_err(io(&out))?;
+                fs::rename(&staged, &out).map_err(io(&out))?;
+                fs::remove_dir_all(&old).map_err(io(&old))?;
+            } else {
+                fs::rename(&staged, &out).map_err(io(&out))?;
+            }
+            Ok(())
+        };
+        let result = swap().and_then(|()| {
+            // Make the renames themselves durable.
+            fs::File::open(&parent).and_then(|d| d.sync_all()).map_err(io(&parent))
+        });
+        if result.is_err() {
+            let _ = fs::remove_dir_all(&staged);
+        }
+        let unchanged = self.unchanged.into_inner();
+        result.map(|()| Emitted { written: written.len(), unchanged })
+    }
+}
+
+/// Rendering hands each file straight to the staging directory, so a large build never
+/// holds all of its output in memory.
+impl Sink for Staging {
+    fn put(&self, path: &str, artifact: Artifact) -> Result<(), String> {
+        self.write(path, &artifact).map_err(|e| e.to_string())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> Artifact {
+        Artifact { bytes: text.as_bytes().to_vec(), mode: 0o644 }
+    }
+
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> =
+            fs::read_dir(dir).expect("ls").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn an_abandoned_staging_changes_nothing() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let out = tmp.path().join("out");
+        let first = Artifacts::from([(MANIFEST.to_string(), file("{}")), ("tftp/a".to_string(), file("a"))]);
+        emit(&first, &out).expect("first build");
+        // A build that fails half-way (rendering stops after some files went to disk).
+        let staging = Staging::new(&out).expect("staging");
+        staging.put("tftp/devices/x.sh", file("x")).expect("put");
+        staging.put(MANIFEST, file("{\"new\":1}")).expect("put");
+        drop(staging);
+        assert_eq!(listing(tmp.path()), ["out"], "a staging directory was left behind");
+        assert_eq!(fs::read(out.join(MANIFEST)).expect("read"), b"{}");
+        assert!(!out.join("tftp/devices").exists());
+    }
+
+    #[test]
+    fn a_committed_staging_replaces_the_tree_and_counts_reuse() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let out = tmp.path().join("out");
+        let first = Artifacts::from([(MANIFEST.to_string(), file("{}")), ("tftp/a".to_string(), file("a"))]);
+        assert_eq!(emit(&first, &out).expect("first"), Emitted { written: 2, unchanged: 0 });
+        let staging = Staging::new(&out).expect("staging");
+        staging.put(MANIFEST, file("{}")).expect("put");
+        staging.put("tftp/devices/x.sh", file("x")).expect("put");
+        assert_eq!(staging.commit().expect("commit"), Emitted { written: 1, unchanged: 1 });
+        assert_eq!(listing(tmp.path()), ["out"]);
+        assert_eq!(listing(&out.join("tftp")), ["devices"], "tftp/a is not part of the new build");
+        assert_eq!(fs::read(out.join("tftp/devices/x.sh")).expect("read"), b"x");
+    }
 }

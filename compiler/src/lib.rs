@@ -40,6 +40,30 @@ pub fn check(text: &str, host: &Host) -> Outcome {
     Outcome { diagnostics, fabric, artifacts: None }
 }
 
+/// Why [`build_to`] wrote nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The output directory could not be prepared, written or swapped in (exit code 2).
+    #[error(transparent)]
+    Emit(#[from] emit::EmitError),
+    /// Rendering failed after validation, e.g. a custom-config file vanished (exit 2).
+    #[error("{0}")]
+    Render(String),
+}
+
+/// `ztpc build`'s write: render every artifact of a validated `fabric` straight into a
+/// new output directory that then replaces `out` atomically (nothing changes on error).
+/// Returns how many files the build has and what was written.
+pub fn write(
+    fabric: &model::Fabric,
+    opts: &BuildOptions,
+    out: &std::path::Path,
+) -> Result<(usize, emit::Emitted), BuildError> {
+    let staging = emit::Staging::new(out)?;
+    let files = render::render_into(fabric, opts, &staging).map_err(BuildError::Render)?;
+    Ok((files, staging.commit()?))
+}
+
 /// Parse, validate and render every artifact in memory (`ztpc build` minus the write).
 pub fn build(text: &str, host: &Host, opts: &BuildOptions) -> Result<Outcome, String> {
     let mut out = check(text, host);

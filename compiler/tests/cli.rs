@@ -205,3 +205,39 @@ fn rebuild_rewrites_only_what_changed_and_equals_a_fresh_build() {
     assert_eq!(build(&fresh).status.code(), Some(0));
     assert_eq!(contents(&out), contents(&fresh));
 }
+
+#[test]
+fn modes_are_exact_whatever_the_umask() {
+    // Files are created with their final mode and fixed afterwards only when the umask
+    // narrowed it; under both umasks every file must carry the mode runtime.json records.
+    for umask in ["022", "077", "0"] {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let out = tmp.path().join("out");
+        let o = Command::new("sh")
+            .arg("-c")
+            .arg(format!("umask {umask} && exec \"$0\" build examples/dc1/fabric.kdl --env-file examples/dc1/demo.env -o \"$1\""))
+            .arg(env!("CARGO_BIN_EXE_ztpc"))
+            .arg(&out)
+            .current_dir(root())
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run ztpc");
+        assert_eq!(o.status.code(), Some(0), "umask {umask}: {}", s(&o.stderr));
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("runtime.json")).expect("read")).expect("json");
+        let files = manifest["files"].as_array().expect("files");
+        assert!(files.len() > 10);
+        let mut seen = std::collections::BTreeSet::new();
+        for f in files {
+            let path = out.join("tftp").join(f["path"].as_str().expect("path"));
+            let mode = std::fs::metadata(&path).expect("meta").permissions().mode() & 0o7777;
+            let want = u32::from_str_radix(f["mode"].as_str().expect("mode"), 8).expect("octal");
+            assert_eq!(mode, want, "umask {umask}: {}", path.display());
+            seen.insert(want);
+        }
+        // Scripts (0755), plain files (0644) and secrets (0600) all occur.
+        assert!(seen.contains(&0o755) && seen.contains(&0o644) && seen.contains(&0o600), "{seen:?}");
+        let mode = std::fs::metadata(out.join("runtime.json")).expect("meta").permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o600, "umask {umask}");
+    }
+}

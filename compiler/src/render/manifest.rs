@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::{DhcpOptions, Fabric, Location, Pool, Resource};
 use crate::platform::{BootOption, Platform};
 use crate::render::identity::{self, DhcpIdentity};
-use crate::render::{Artifacts, BuildOptions, TFTP_DIR, boot_value, image_path, sha256_hex};
+use crate::render::{BuildOptions, Index, TFTP_DIR, boot_value, image_path};
 use crate::values::{Cidr, Mac};
 
 pub const SCHEMA: u32 = 1;
@@ -182,14 +182,8 @@ mod mac_str {
     }
 }
 
-/// Build the manifest for `fabric` whose served tree is `tree`.
-/// `sums` holds the sha256 of every file of `tree`, computed once by the caller.
-pub fn manifest(
-    f: &Fabric,
-    tree: &Artifacts,
-    sums: &std::collections::BTreeMap<String, String>,
-    opts: &BuildOptions,
-) -> Manifest {
+/// Build the manifest for `fabric` whose served tree's files are `index`.
+pub fn manifest(f: &Fabric, index: &Index, opts: &BuildOptions) -> Manifest {
     let platforms = Platform::ALL
         .iter()
         .map(|p| PlatformInfo {
@@ -235,13 +229,13 @@ pub fn manifest(
             }
         })
         .collect();
-    let files = tree
+    let files = index
         .iter()
-        .map(|(path, a)| FileInfo {
+        .map(|(path, s)| FileInfo {
             path: path.clone(),
-            sha256: sums.get(path).cloned().unwrap_or_else(|| sha256_hex(&a.bytes)),
-            size: a.bytes.len() as u64,
-            mode: format!("{:o}", a.mode),
+            sha256: s.sha256.clone(),
+            size: s.size,
+            mode: format!("{:o}", s.mode),
         })
         .collect();
     let mut images: Vec<ImageInfo> = Vec::new();
@@ -292,13 +286,8 @@ pub fn manifest(
     }
 }
 
-pub fn render(
-    f: &Fabric,
-    tree: &Artifacts,
-    sums: &std::collections::BTreeMap<String, String>,
-    opts: &BuildOptions,
-) -> String {
-    let mut s = serde_json::to_string_pretty(&manifest(f, tree, sums, opts)).unwrap_or_default();
+pub fn render(f: &Fabric, index: &Index, opts: &BuildOptions) -> String {
+    let mut s = serde_json::to_string_pretty(&manifest(f, index, opts)).unwrap_or_default();
     s.push('\n');
     s
 }

@@ -6,12 +6,15 @@ pub mod identity;
 pub mod kea;
 pub mod manifest;
 pub mod scripts;
+pub mod sink;
 pub mod ztp_json;
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 use crate::model::{Fabric, LocalFile, Resource};
 use crate::platform::{BootOption, Platform};
+pub use sink::{Index, MemorySink, Served, Sink};
 
 /// Owner read/write only: files that hold secrets (ztp.json, device scripts, runtime.json).
 pub const MODE_SECRET: u32 = 0o600;
@@ -43,38 +46,57 @@ pub struct BuildOptions {
     pub fabric_dir_from_out: String,
 }
 
-/// Render every artifact for a validated fabric.
+/// Render every artifact for a validated fabric, in memory.
 pub fn render(fabric: &Fabric, opts: &BuildOptions) -> Result<Artifacts, String> {
-    let mut tree: Artifacts = BTreeMap::new();
-    tree.insert(
-        ZTP_JSON.into(),
-        Artifact { bytes: ztp_json::render(fabric).into_bytes(), mode: MODE_SECRET },
-    );
-    scripts::render(fabric, &mut tree)?;
+    let sink = MemorySink::default();
+    render_into(fabric, opts, &sink)?;
+    Ok(sink.into_artifacts())
+}
+
+/// The served tree as it is rendered: each file is hashed by the thread that made it,
+/// while its bytes are still in that CPU's cache, then handed to the sink.
+struct Tree<'a> {
+    sink: &'a dyn Sink,
+    index: Mutex<Index>,
+}
+
+impl Tree<'_> {
+    /// Serve `artifact` at `rel` (relative to the tree).
+    fn put(&self, rel: String, artifact: Artifact) -> Result<(), String> {
+        let served = Served {
+            sha256: sha256_hex(&artifact.bytes),
+            size: artifact.bytes.len() as u64,
+            mode: artifact.mode,
+        };
+        self.sink.put(&format!("{TFTP_DIR}/{rel}"), artifact)?;
+        self.index.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(rel, served);
+        Ok(())
+    }
+}
+
+/// Render every artifact for a validated fabric into `sink`, each as soon as it exists;
+/// returns how many files were rendered.
+pub fn render_into(fabric: &Fabric, opts: &BuildOptions, sink: &dyn Sink) -> Result<usize, String> {
+    let tree = Tree { sink, index: Mutex::default() };
+    tree.put(ZTP_JSON.into(), Artifact { bytes: ztp_json::render(fabric).into_bytes(), mode: MODE_SECRET })?;
+    scripts::render(fabric, &|rel, a| tree.put(rel, a))?;
     for file in custom_files(fabric) {
         let bytes =
             std::fs::read(&file.path).map_err(|e| format!("reading custom-config {}: {e}", file.rel))?;
-        tree.insert(custom_path(&file.rel), Artifact { bytes, mode: MODE_SCRIPT });
+        tree.put(custom_path(&file.rel), Artifact { bytes, mode: MODE_SCRIPT })?;
     }
-    // Every file is hashed once: the digests feed both SHA256SUMS and runtime.json.
-    let mut sums: BTreeMap<String, String> = {
-        use rayon::prelude::*;
-        let files: Vec<(&String, &Artifact)> = tree.iter().collect();
-        files.par_iter().map(|(path, a)| ((*path).clone(), sha256_hex(&a.bytes))).collect()
-    };
-    let listing: String = sums.iter().map(|(path, sum)| format!("{sum}  {path}\n")).collect();
-    sums.insert(SUMS.into(), sha256_hex(listing.as_bytes()));
-    tree.insert(SUMS.into(), Artifact { bytes: listing.into_bytes(), mode: MODE_FILE });
+    // The listing covers every served file but itself; runtime.json covers it too.
+    let index = tree.index.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let listing: String = index.iter().map(|(path, s)| format!("{}  {path}\n", s.sha256)).collect();
+    let tree = Tree { sink, index: Mutex::new(index) };
+    tree.put(SUMS.into(), Artifact { bytes: listing.into_bytes(), mode: MODE_FILE })?;
+    let index = tree.index.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
 
-    let mut out: Artifacts = BTreeMap::new();
-    out.insert(DHCPD_CONF.into(), Artifact { bytes: dhcpd::render(fabric).into_bytes(), mode: MODE_FILE });
-    out.insert(KEA_CONF.into(), Artifact { bytes: kea::render(fabric).into_bytes(), mode: MODE_FILE });
-    let manifest = manifest::render(fabric, &tree, &sums, opts);
-    out.insert(MANIFEST.into(), Artifact { bytes: manifest.into_bytes(), mode: MODE_SECRET });
-    for (path, a) in tree {
-        out.insert(format!("{TFTP_DIR}/{path}"), a);
-    }
-    Ok(out)
+    sink.put(DHCPD_CONF, Artifact { bytes: dhcpd::render(fabric).into_bytes(), mode: MODE_FILE })?;
+    sink.put(KEA_CONF, Artifact { bytes: kea::render(fabric).into_bytes(), mode: MODE_FILE })?;
+    let manifest = manifest::render(fabric, &index, opts);
+    sink.put(MANIFEST, Artifact { bytes: manifest.into_bytes(), mode: MODE_SECRET })?;
+    Ok(index.len() + 3)
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

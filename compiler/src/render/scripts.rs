@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::merge;
 use crate::model::{Device, Fabric, Resource, Settings};
 use crate::platform::Platform;
-use crate::render::{Artifact, Artifacts, MODE_SCRIPT, MODE_SECRET, resource_ref};
+use crate::render::{Artifact, MODE_SCRIPT, MODE_SECRET, resource_ref};
 
 const TEMPLATES: [(Platform, &str); 6] = [
     (Platform::Junos, include_str!("../../templates/scripts/junos.sh.j2")),
@@ -19,8 +19,11 @@ const TEMPLATES: [(Platform, &str); 6] = [
     (Platform::Cumulus, include_str!("../../templates/scripts/cumulus.sh.j2")),
 ];
 
-/// Render the six platform scripts and one script per device into `tree`.
-pub fn render(f: &Fabric, tree: &mut Artifacts) -> Result<(), String> {
+/// Where each rendered script goes: its path in the served tree and the file.
+pub type Put<'a> = dyn Fn(String, Artifact) -> Result<(), String> + Sync + 'a;
+
+/// Render the six platform scripts and one script per device, handing each to `put`.
+pub fn render(f: &Fabric, put: &Put) -> Result<(), String> {
     let env = environment()?;
     let base = f.server.base_url();
     let common = context! {
@@ -34,30 +37,23 @@ pub fn render(f: &Fabric, tree: &mut Artifacts) -> Result<(), String> {
     };
     for p in Platform::ALL {
         let ctx = context! { platform => p.name(), device => Value::from(()), settings => Value::from(()), ..common.clone() };
-        let text = render_one(&env, p, ctx)?;
-        insert_script(tree, p, p.script_path(), text, MODE_SCRIPT);
+        put_script(put, p, p.script_path(), render_one(&env, p, ctx)?, MODE_SCRIPT)?;
     }
     // Device scripts are independent of each other and are most of a large build's
-    // work (10,000 devices: 150 MB of text), so they render on every core; the tree is
-    // a BTreeMap, so the order they finish in cannot change the output.
-    let devices: Vec<Vec<(String, Artifact)>> = f
-        .devices
-        .par_iter()
-        .map(|d| {
-            let s = merge::effective(f, d);
-            let ctx = context! {
-                platform => d.platform.name(),
-                device => device_ctx(d),
-                settings => settings_ctx(f, d.platform, &s),
-                ..common.clone()
-            };
-            let text = render_one(&env, d.platform, ctx)?;
-            // Device scripts carry that device's passwords: owner-only.
-            Ok(script_files(d.platform, d.platform.device_script_path(&d.name), text, MODE_SECRET))
-        })
-        .collect::<Result<_, String>>()?;
-    tree.extend(devices.into_iter().flatten());
-    Ok(())
+    // work (10,000 devices: 150 MB of text), so they render on every core, each going to
+    // `put` as soon as it is made rather than all being held until the end.
+    f.devices.par_iter().try_for_each(|d| {
+        let s = merge::effective(f, d);
+        let ctx = context! {
+            platform => d.platform.name(),
+            device => device_ctx(d),
+            settings => settings_ctx(f, d.platform, &s),
+            ..common.clone()
+        };
+        let text = render_one(&env, d.platform, ctx)?;
+        // Device scripts carry that device's passwords: owner-only.
+        put_script(put, d.platform, d.platform.device_script_path(&d.name), text, MODE_SECRET)
+    })
 }
 
 fn environment() -> Result<Environment<'static>, String> {
@@ -77,9 +73,10 @@ fn environment() -> Result<Environment<'static>, String> {
     Ok(env)
 }
 
-fn render_one(env: &Environment, p: Platform, ctx: Value) -> Result<String, String> {
+fn render_one(env: &Environment, p: Platform, ctx: Value) -> Result<Vec<u8>, String> {
     let t = env.get_template(p.name()).map_err(|e| e.to_string())?;
-    t.render(ctx).map_err(|e| format!("rendering the {} script: {e:#}", p.name()))
+    // minijinja sizes its output buffer from the template, so this does not regrow.
+    t.render(ctx).map(String::into_bytes).map_err(|e| format!("rendering the {} script: {e:#}", p.name()))
 }
 
 /// POSIX single quoting: the result is one shell word whatever the input holds.
@@ -91,38 +88,61 @@ fn shquote(v: Value) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-fn insert_script(tree: &mut Artifacts, p: Platform, path: String, text: String, mode: u32) {
-    tree.extend(script_files(p, path, text, mode));
+/// Hand a script to `put` as the files it becomes: itself, and for NX-OS also its `.md5`.
+fn put_script(put: &Put, p: Platform, path: String, mut text: Vec<u8>, mode: u32) -> Result<(), String> {
+    if p == Platform::Nxos {
+        let md5 = with_poap_md5(&mut text);
+        // POAP scripts fetch `<file>.md5` beside a file they verify (nos-dhcp.md, NXPY).
+        let name = path.rsplit('/').next().unwrap_or(&path);
+        let sum = Artifact { bytes: format!("{md5}  {name}\n").into_bytes(), mode: 0o644 };
+        put(format!("{path}.md5"), sum)?;
+    }
+    put(path, Artifact { bytes: text, mode })
 }
 
-/// A script as the files it becomes: itself, and for NX-OS also its `.md5`.
-fn script_files(p: Platform, path: String, text: String, mode: u32) -> Vec<(String, Artifact)> {
-    if p == Platform::Nxos {
-        let (text, md5) = with_poap_md5(&text);
-        // POAP scripts fetch `<file>.md5` beside a file they verify (nos-dhcp.md, NXPY).
-        let name = path.rsplit('/').next().unwrap_or(&path).to_string();
-        let sum = Artifact { bytes: format!("{md5}  {name}\n").into_bytes(), mode: 0o644 };
-        return vec![(format!("{path}.md5"), sum), (path, Artifact { bytes: text.into_bytes(), mode })];
+/// Where each line starting `#md5sum` begins and ends (after its newline) in `text`.
+fn md5sum_lines(text: &[u8]) -> Vec<(usize, usize)> {
+    const MARK: &[u8] = b"#md5sum";
+    let mut lines = Vec::new();
+    let mut start = 0;
+    while start < text.len() {
+        let end = text[start..].iter().position(|&b| b == b'\n').map_or(text.len(), |i| start + i + 1);
+        if text[start..end].starts_with(MARK) {
+            lines.push((start, end));
+        }
+        start = end;
     }
-    vec![(path, Artifact { bytes: text.into_bytes(), mode })]
+    lines
 }
 
 /// The md5 POAP checks: over the file with every line starting `#md5sum` removed.
 pub fn poap_md5(text: &str) -> String {
-    use md5::{Digest, Md5};
-    let body: String = text.split_inclusive('\n').filter(|l| !l.starts_with("#md5sum")).collect();
-    crate::validate::hex(&Md5::digest(body.as_bytes()))
+    poap_md5_bytes(text.as_bytes(), &md5sum_lines(text.as_bytes()))
 }
 
-/// Replace the template's `#md5sum="0"` line with the real digest; returns the new
-/// text and the digest (which the new line does not change, by POAP's rule).
-fn with_poap_md5(text: &str) -> (String, String) {
-    let md5 = poap_md5(text);
-    let out = text
-        .split_inclusive('\n')
-        .map(|l| if l.starts_with("#md5sum") { format!("#md5sum=\"{md5}\"\n") } else { l.to_string() })
-        .collect();
-    (out, md5)
+fn poap_md5_bytes(text: &[u8], skip: &[(usize, usize)]) -> String {
+    use md5::{Digest, Md5};
+    let mut h = Md5::new();
+    let mut from = 0;
+    for &(start, end) in skip {
+        h.update(&text[from..start]);
+        from = end;
+    }
+    h.update(&text[from..]);
+    crate::validate::hex(&h.finalize())
+}
+
+/// Replace the template's `#md5sum="0"` line(s) with the real digest in place; returns
+/// the digest (which the new line does not change, by POAP's rule).
+fn with_poap_md5(text: &mut Vec<u8>) -> String {
+    let lines = md5sum_lines(text);
+    let md5 = poap_md5_bytes(text, &lines);
+    let line = format!("#md5sum=\"{md5}\"\n");
+    // From the last line back, so the earlier positions stay valid.
+    for &(start, end) in lines.iter().rev() {
+        text.splice(start..end, line.bytes());
+    }
+    md5
 }
 
 #[derive(Serialize)]
@@ -213,8 +233,10 @@ mod tests {
     #[test]
     fn poap_md5_ignores_its_own_line() {
         let a = "#!/bin/env python3\n#md5sum=\"0\"\nprint(1)\n";
-        let (b, md5) = with_poap_md5(a);
-        assert_ne!(a, b);
+        let mut b = a.as_bytes().to_vec();
+        let md5 = with_poap_md5(&mut b);
+        let b = String::from_utf8(b).unwrap();
+        assert_eq!(b, format!("#!/bin/env python3\n#md5sum=\"{md5}\"\nprint(1)\n"));
         assert_eq!(md5, poap_md5(&b));
         assert_eq!(poap_md5(a), poap_md5(&b));
         // md5 of the body without the md5sum line, as `sed '/^#md5sum/d' | md5sum` gives it.
