@@ -169,7 +169,8 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         announce(&services, "syslog", rx).await?;
     }
     services.set("status", &cli.state.join("status.sqlite").display().to_string(), "up");
-    let _watch = reload::watch(source, state.clone(), Duration::from_millis(cli.reload_debounce_ms))
+    let debounce = Duration::from_millis(cli.reload_debounce_ms);
+    let _watch = reload::watch(source, state.clone(), debounce, std::slice::from_ref(&cli.state))
         .map_err(|e| format!("cannot watch for changes: {e}"))?;
 
     let stop = shutdown_signal();

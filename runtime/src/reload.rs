@@ -165,13 +165,20 @@ enum Signal {
 }
 
 /// What an event means for a reload, if anything. `dir` is the artifact directory (an
-/// absolute path), `None` for a fabric file.
-fn classify(ev: &notify::Event, dir: Option<&Path>) -> Option<Signal> {
+/// absolute path), `None` for a fabric file; events only under `ignore` (the runtime's
+/// own state directory) never count.
+fn classify(ev: &notify::Event, dir: Option<&Path>, ignore: &[PathBuf]) -> Option<Signal> {
     // Reads (our own reload's included) are access events: they change nothing, and
     // counting them would make every reload trigger the next. (A write also ends in an
     // access event, close-write, but always comes with a modify, create or rename
     // event, which counts.)
     if ev.kind.is_access() {
+        return None;
+    }
+    // The runtime writes its leases and device status into the state directory, which
+    // may well sit in the watched tree (the default `./ztp-state`, run from the fabric's
+    // directory): each status report would otherwise recompile the fabric.
+    if !ev.paths.is_empty() && ev.paths.iter().all(|p| ignore.iter().any(|i| p.starts_with(i))) {
         return None;
     }
     let Some(dir) = dir else { return Some(Signal::Changed) };
@@ -209,8 +216,14 @@ pub struct Watch {
 
 /// Start watching `source`. A swap of the artifact directory is loaded at once; other
 /// changes once they have settled for `debounce`; each load covers every change seen
-/// before it started.
-pub fn watch(source: Source, state: Arc<State>, debounce: Duration) -> notify::Result<Watch> {
+/// before it started. Changes under `ignore` (the state directory) are not changes to
+/// the source.
+pub fn watch(
+    source: Source,
+    state: Arc<State>,
+    debounce: Duration,
+    ignore: &[PathBuf],
+) -> notify::Result<Watch> {
     // Absolute paths, so that event paths compare with the artifact directory's.
     let source = match source {
         Source::Artifacts(d) => Source::Artifacts(std::path::absolute(&d).unwrap_or(d)),
@@ -223,10 +236,13 @@ pub fn watch(source: Source, state: Arc<State>, debounce: Duration) -> notify::R
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Signal>();
     forward_sighup(tx.clone());
     let scope = dir.clone();
+    // Event paths are the watched path joined with names: compare both spellings.
+    let ignore: Vec<PathBuf> =
+        ignore.iter().flat_map(|p| [std::path::absolute(p).ok(), p.canonicalize().ok()]).flatten().collect();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         // An error from the watcher (e.g. a watch lost) may hide a change: look again.
         let signal = match res {
-            Ok(ev) => classify(&ev, scope.as_deref()),
+            Ok(ev) => classify(&ev, scope.as_deref(), &ignore),
             Err(_) => Some(Signal::Changed),
         };
         if let Some(s) = signal {

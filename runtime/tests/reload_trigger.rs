@@ -180,3 +180,63 @@ fn an_edit_right_after_a_swap_is_not_missed() {
         until(Duration::from_secs(10), "a clean rebuild served", || generation(rt.http) != served);
     }
 }
+
+fn post_report(addr: SocketAddr, n: usize) -> u16 {
+    let body = format!(r#"{{"ip":"127.0.0.1","task":"init","log":"report {n}"}}"#);
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else { return 0 };
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let req = format!(
+        "POST /api/ztp/device/log HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+/// `ztp_reloads_total{result="RESULT"}` from /metrics.
+fn reloads(addr: SocketAddr, result: &str) -> u64 {
+    let text = String::from_utf8(get(addr, "/metrics").1).unwrap();
+    let key = format!("ztp_reloads_total{{result=\"{result}\"}} ");
+    text.lines().find_map(|l| l.strip_prefix(key.as_str())).and_then(|v| v.trim().parse().ok()).unwrap()
+}
+
+/// Serving a fabric file with the state directory inside the fabric's directory (the
+/// default `./ztp-state`, run from there): the status the runtime writes itself is no
+/// change to the fabric, so reports recompile nothing, while an edit of the fabric is
+/// still loaded.
+#[test]
+fn the_runtimes_own_state_writes_trigger_no_reload() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("fabric");
+    let cp = Command::new("cp").arg("-r").arg(root().join("examples/lab")).arg(&dir).status().unwrap();
+    assert!(cp.success());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ztp-runtime"))
+        .args(["fabric.kdl", "--no-dhcp", "--http-listen", "127.0.0.1:0", "--tftp-listen", "127.0.0.1:0"])
+        .args(["--log-format", "json", "--reload-debounce-ms", "50"])
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addrs = listening::listening(&mut child, 2);
+    let rt = Runtime { child, http: addrs["http"] };
+    assert!(dir.join("ztp-state").is_dir(), "the default state directory is inside the watched tree");
+    let first = generation(rt.http);
+    for n in 0..10 {
+        assert_eq!(post_report(rt.http, n), 200, "report {n}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Well past the debounce after the last report.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(reloads(rt.http, "unchanged"), 0, "status writes recompiled the fabric");
+    assert_eq!(reloads(rt.http, "accepted"), 0);
+    // The fabric itself is still watched.
+    let text = std::fs::read_to_string(dir.join("fabric.kdl")).unwrap();
+    let edited = text.replace("    platform \"eos\"\n", "    platform \"eos\" { versions \"9.9\" }\n");
+    assert_ne!(text, edited);
+    std::fs::write(dir.join("fabric.kdl"), edited).unwrap();
+    until(Duration::from_secs(10), "the edited fabric served", || generation(rt.http) != first);
+    assert_eq!(reloads(rt.http, "accepted"), 1);
+}
