@@ -13,6 +13,9 @@ use crate::services::Services;
 use crate::state::State;
 use crate::status::Store;
 
+/// Where a served fabric file is compiled to, in the state directory.
+pub const COMPILED: &str = "compiled";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "ztp-runtime",
@@ -21,10 +24,12 @@ use crate::status::Store;
     long_about = "Serve a fabric's zero-touch provisioning: DHCP (the answers dhcpd.conf would give), \
 TFTP and HTTP (the tftp/ tree and images), the Apstra-compatible status API, and hot reload when the \
 fabric file or the artifact directory changes (a bad change is refused; the old generation keeps serving).",
-    after_help = "Examples:\n  ztp-runtime examples/lab/fabric.kdl            # compile in memory, serve, watch the fabric\n  ztp-runtime --artifacts out/                    # serve a `ztpc build` directory, watch it\n  ztp-runtime --artifacts out/ --no-dhcp --http-listen 127.0.0.1:8080 --tftp-listen 127.0.0.1:6969"
+    after_help = "Examples:\n  ztp-runtime examples/lab/fabric.kdl            # compile into ./ztp-state/compiled, serve, watch the fabric\n  ztp-runtime --artifacts out/                    # serve a `ztpc build` directory, watch it\n  ztp-runtime --artifacts out/ --no-dhcp --http-listen 127.0.0.1:8080 --tftp-listen 127.0.0.1:6969"
 )]
 pub struct Cli {
-    /// A fabric file to compile in memory and watch (secrets from the environment).
+    /// A fabric file to compile and watch (secrets from the environment). Each change is
+    /// compiled into STATE/compiled, laid out as `ztpc build` writes it, and served from
+    /// there (in memory if that directory cannot be written).
     #[arg(value_name = "FABRIC", conflicts_with = "artifacts", required_unless_present = "artifacts")]
     pub fabric: Option<PathBuf>,
     /// With FABRIC: read `(env)` secrets from KEY=VALUE lines in FILE (the process
@@ -34,7 +39,7 @@ pub struct Cli {
     /// Serve a directory written by `ztpc build`, and watch it.
     #[arg(long, value_name = "DIR")]
     pub artifacts: Option<PathBuf>,
-    /// Where leases and device status are kept.
+    /// Where leases and device status are kept (and, with FABRIC, its compiled tree).
     #[arg(long, value_name = "DIR", default_value = "./ztp-state")]
     pub state: PathBuf,
     #[arg(long, value_name = "IP:PORT", default_value = "0.0.0.0:67")]
@@ -92,7 +97,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
                 ),
                 None => Default::default(),
             };
-            Source::Fabric(f.clone(), Arc::new(env))
+            Source::Fabric(f.clone(), Arc::new(env), Some(cli.state.join(COMPILED)))
         }
         (None, Some(d)) => Source::Artifacts(d.clone()),
         (None, None) => return Err("give a fabric file or --artifacts DIR".into()),
@@ -109,11 +114,16 @@ pub async fn run(cli: Cli) -> Result<(), String> {
     };
     std::fs::create_dir_all(&cli.state)
         .map_err(|e| format!("state directory {}: {e}", cli.state.display()))?;
+    // Watch before the first load: a change made while it loads, or while the listeners
+    // start, is then loaded next instead of going unseen until the one after.
+    // (A source that is not there fails both; the load's error says more.)
+    let watching = reload::start(source.clone(), std::slice::from_ref(&cli.state));
     let first = {
         let s = source.clone();
         tokio::task::spawn_blocking(move || s.load()).await.map_err(|e| e.to_string())?
     }
     .map_err(|e| format!("cannot load the first generation: {e}"))?;
+    let watching = watching.map_err(|e| format!("cannot watch for changes: {e}"))?;
     tracing::info!(generation = %first.id, fabric = %first.manifest.fabric, files = first.file_count(), "generation loaded");
     let state = State::new(first);
     // The load's garbage (runtime.json's text, parse buffers) is free but resident.
@@ -169,9 +179,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         announce(&services, "syslog", rx).await?;
     }
     services.set("status", &cli.state.join("status.sqlite").display().to_string(), "up");
-    let debounce = Duration::from_millis(cli.reload_debounce_ms);
-    let _watch = reload::watch(source, state.clone(), debounce, std::slice::from_ref(&cli.state))
-        .map_err(|e| format!("cannot watch for changes: {e}"))?;
+    let _watch = watching.serve(state.clone(), Duration::from_millis(cli.reload_debounce_ms));
 
     let stop = shutdown_signal();
     tokio::select! {

@@ -342,24 +342,41 @@ impl Generation {
         Ok(Generation { id: sha256_hex(raw)[..16].to_string(), manifest, files, images })
     }
 
-    /// Compile a fabric file in-process (`ztp-runtime fabric.kdl`), reading `(env)`
-    /// secrets from the process environment, then from `env_file` (`--env-file`).
+    /// Compile a fabric file in-process, in memory, reading `(env)` secrets from the
+    /// process environment, then from `env_file` (`--env-file`).
     pub fn compile(fabric: &Path, env_file: &HashMap<String, String>) -> Result<Generation, LoadError> {
-        let text = std::fs::read_to_string(fabric).map_err(|e| LoadError::Read(fabric.to_path_buf(), e))?;
-        let base = match fabric.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let env = |k: &str| std::env::var(k).ok().or_else(|| env_file.get(k).cloned());
-        let host = ztpc::Host { base_dir: base.clone(), env: &env };
-        let opts = ztpc::BuildOptions { fabric_dir_from_out: ".".into() };
-        let out = ztpc::build(&text, &host, &opts).map_err(LoadError::Compile)?;
-        match out.artifacts {
-            Some(art) if !out.diagnostics.has_errors() => Generation::from_artifacts(&art, &base),
-            _ => {
-                let name = fabric.display().to_string();
-                let style = ztpc::RenderStyle { color: false, width: 100 };
-                Err(LoadError::Compile(ztpc::diag::render(&out.diagnostics, &name, &text, style)))
+        let input = Input::read(fabric, env_file)?;
+        let f = input.check()?;
+        let art = ztpc::render::render(&f, &input.opts).map_err(LoadError::Compile)?;
+        Generation::from_artifacts(&art, &input.base)
+    }
+
+    /// `ztp-runtime fabric.kdl`: compile the fabric into `dir` as `ztpc build` would
+    /// (atomically, linking what did not change), then load `dir` like an artifact
+    /// directory, taking over `prev`'s unchanged files. So a fabric served directly
+    /// costs no more memory than its built tree (device scripts stay on disk, not in
+    /// the heap), and what is served can be read in `dir`. When `dir` cannot be written
+    /// (a full or read-only state directory), the generation is built in memory instead.
+    pub fn compile_into(
+        fabric: &Path,
+        env_file: &HashMap<String, String>,
+        dir: &Path,
+        prev: Option<&Generation>,
+    ) -> Result<(Generation, Option<LoadStats>), LoadError> {
+        let input = Input::read(fabric, env_file)?;
+        let f = input.check()?;
+        // ztpc stages the new tree beside `dir`, so its parent must exist (if it cannot
+        // be made, the write below fails and the fallback applies).
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        match ztpc::write(&f, &input.opts, dir) {
+            Ok(_) => Self::load_dir_reusing(dir, prev).map(|(g, s)| (g, Some(s))),
+            Err(ztpc::BuildError::Render(e)) => Err(LoadError::Compile(e)),
+            Err(ztpc::BuildError::Emit(e)) => {
+                tracing::warn!(error = %e, "cannot write the compiled fabric; serving it from memory");
+                let art = ztpc::render::render(&f, &input.opts).map_err(LoadError::Compile)?;
+                Generation::from_artifacts(&art, &input.base).map(|g| (g, None))
             }
         }
     }
@@ -374,6 +391,46 @@ impl Generation {
 
     pub fn file_count(&self) -> usize {
         self.files.len()
+    }
+}
+
+/// A fabric file read for compiling, with what resolving it needs.
+struct Input {
+    path: PathBuf,
+    text: String,
+    base: PathBuf,
+    env: HashMap<String, String>,
+    opts: ztpc::BuildOptions,
+}
+
+impl Input {
+    fn read(fabric: &Path, env_file: &HashMap<String, String>) -> Result<Input, LoadError> {
+        let text = std::fs::read_to_string(fabric).map_err(|e| LoadError::Read(fabric.to_path_buf(), e))?;
+        let base = match fabric.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        // Local images and the controller's ca-cert are named from the fabric's
+        // directory by absolute path, so the generation finds them wherever it was
+        // compiled to, and is the same generation (same runtime.json) either way.
+        let abs = std::path::absolute(&base).unwrap_or_else(|_| base.clone());
+        let opts = ztpc::BuildOptions { fabric_dir_from_out: abs.display().to_string() };
+        Ok(Input { path: fabric.to_path_buf(), text, base, env: env_file.clone(), opts })
+    }
+
+    /// Parse and validate; the rendered diagnostics when the fabric has errors.
+    fn check(&self) -> Result<ztpc::model::Fabric, LoadError> {
+        let env = |k: &str| std::env::var(k).ok().or_else(|| self.env.get(k).cloned());
+        let host = ztpc::Host { base_dir: self.base.clone(), env: &env };
+        let out = ztpc::check(&self.text, &host);
+        match out.fabric {
+            Some(f) if !out.diagnostics.has_errors() => Ok(f),
+            _ => {
+                let name = self.path.display().to_string();
+                let style = ztpc::RenderStyle { color: false, width: 100 };
+                Err(LoadError::Compile(ztpc::diag::render(&out.diagnostics, &name, &self.text, style)))
+            }
+        }
     }
 }
 

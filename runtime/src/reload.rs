@@ -25,8 +25,9 @@ use crate::state::{Refusal, State};
 /// Where generations come from.
 #[derive(Debug, Clone)]
 pub enum Source {
-    /// A fabric file compiled in-process on every change, with `--env-file` variables.
-    Fabric(PathBuf, Arc<HashMap<String, String>>),
+    /// A fabric file compiled in-process on every change, with `--env-file` variables,
+    /// into the directory given (in the state directory), or in memory if `None`.
+    Fabric(PathBuf, Arc<HashMap<String, String>>, Option<PathBuf>),
     /// A directory written by `ztpc build`.
     Artifacts(PathBuf),
 }
@@ -34,7 +35,8 @@ pub enum Source {
 impl Source {
     pub fn load(&self) -> Result<Generation, LoadError> {
         match self {
-            Source::Fabric(f, env) => Generation::compile(f, env),
+            Source::Fabric(f, env, None) => Generation::compile(f, env),
+            Source::Fabric(f, env, Some(dir)) => Generation::compile_into(f, env, dir, None).map(|(g, _)| g),
             Source::Artifacts(d) => Generation::load_dir(d),
         }
     }
@@ -43,7 +45,8 @@ impl Source {
     /// that are unchanged on disk are taken over rather than hashed again.
     fn load_after(&self, prev: &Generation) -> Result<(Generation, Option<LoadStats>), LoadError> {
         match self {
-            Source::Fabric(f, env) => Generation::compile(f, env).map(|g| (g, None)),
+            Source::Fabric(f, env, None) => Generation::compile(f, env).map(|g| (g, None)),
+            Source::Fabric(f, env, Some(dir)) => Generation::compile_into(f, env, dir, Some(prev)),
             Source::Artifacts(d) => Generation::load_dir_reusing(d, Some(prev)).map(|(g, s)| (g, Some(s))),
         }
     }
@@ -57,7 +60,7 @@ impl Source {
             _ => PathBuf::from("."),
         };
         match self {
-            Source::Fabric(f, _) => vec![(parent(f), RecursiveMode::Recursive)],
+            Source::Fabric(f, ..) => vec![(parent(f), RecursiveMode::Recursive)],
             Source::Artifacts(d) => {
                 vec![(parent(d), RecursiveMode::NonRecursive), (d.clone(), RecursiveMode::Recursive)]
             }
@@ -224,16 +227,31 @@ pub fn watch(
     debounce: Duration,
     ignore: &[PathBuf],
 ) -> notify::Result<Watch> {
+    Ok(start(source, ignore)?.serve(state, debounce))
+}
+
+/// Watches in place whose changes queue up until [`Watching::serve`] acts on them, so
+/// that a change made while the first generation loads (or while the listeners start)
+/// is not missed.
+pub struct Watching {
+    source: Source,
+    watcher: Arc<Mutex<notify::RecommendedWatcher>>,
+    rx: tokio::sync::mpsc::UnboundedReceiver<Signal>,
+    watched: Option<(u64, u64)>,
+}
+
+/// Put the watches for `source` in place (see [`watch`]); nothing is loaded yet.
+pub fn start(source: Source, ignore: &[PathBuf]) -> notify::Result<Watching> {
     // Absolute paths, so that event paths compare with the artifact directory's.
     let source = match source {
         Source::Artifacts(d) => Source::Artifacts(std::path::absolute(&d).unwrap_or(d)),
-        Source::Fabric(f, env) => Source::Fabric(std::path::absolute(&f).unwrap_or(f), env),
+        Source::Fabric(f, env, dir) => Source::Fabric(std::path::absolute(&f).unwrap_or(f), env, dir),
     };
     let dir: Option<PathBuf> = match &source {
         Source::Artifacts(d) => Some(d.clone()),
         Source::Fabric(..) => None,
     };
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Signal>();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Signal>();
     forward_sighup(tx.clone());
     let scope = dir.clone();
     // Event paths are the watched path joined with names: compare both spellings.
@@ -252,57 +270,64 @@ pub fn watch(
     for (p, mode) in source.watches() {
         watcher.watch(&p, mode)?;
     }
-    let watcher = Arc::new(Mutex::new(watcher));
-    let w2 = Arc::clone(&watcher);
-    let mut watched = dir.as_deref().and_then(dir_id);
-    let task = tokio::spawn(async move {
-        // When settled changes are due to be loaded.
-        let mut due: Option<tokio::time::Instant> = None;
-        let mut last_change = Instant::now();
-        loop {
-            let (signal, settled) = match due {
-                Some(at) => tokio::select! {
-                    s = rx.recv() => (s, false),
-                    _ = tokio::time::sleep_until(at) => (Some(Signal::Changed), true),
-                },
-                None => (rx.recv().await, false),
-            };
-            let Some(signal) = signal else { break };
-            if signal == Signal::Changed && !settled {
-                last_change = Instant::now();
-                due = Some(tokio::time::Instant::now() + debounce);
-                continue;
-            }
-            let seen = if settled { last_change } else { Instant::now() };
-            // This load covers every change signalled so far: it reads the tree after.
-            while rx.try_recv().is_ok() {}
-            due = None;
-            // A swapped directory is a new inode that nothing watches yet. Watch it
-            // alongside the load, not before: notify's thread takes a watch request only
-            // between batches of events, and ztpc deleting the old tree (still watched
-            // until that batch ends) is one long batch: waiting for it held every swap
-            // until ztpc exited, seconds under load (bench/reload).
-            let was = watched;
-            let rewatching = match &source {
-                Source::Artifacts(d) if dir_id(d).is_some_and(|id| Some(id) != was) => {
-                    let (w, d) = (Arc::clone(&w2), d.clone());
-                    Some(tokio::task::spawn_blocking(move || rewatch(&w, &d, was)))
+    let watched = dir.as_deref().and_then(dir_id);
+    Ok(Watching { source, watcher: Arc::new(Mutex::new(watcher)), rx, watched })
+}
+
+impl Watching {
+    /// Act on changes, those queued since [`start`] included, reloading into `state`.
+    pub fn serve(self, state: Arc<State>, debounce: Duration) -> Watch {
+        let Watching { source, watcher, mut rx, mut watched } = self;
+        let w2 = Arc::clone(&watcher);
+        let task = tokio::spawn(async move {
+            // When settled changes are due to be loaded.
+            let mut due: Option<tokio::time::Instant> = None;
+            let mut last_change = Instant::now();
+            loop {
+                let (signal, settled) = match due {
+                    Some(at) => tokio::select! {
+                        s = rx.recv() => (s, false),
+                        _ = tokio::time::sleep_until(at) => (Some(Signal::Changed), true),
+                    },
+                    None => (rx.recv().await, false),
+                };
+                let Some(signal) = signal else { break };
+                if signal == Signal::Changed && !settled {
+                    last_change = Instant::now();
+                    due = Some(tokio::time::Instant::now() + debounce);
+                    continue;
                 }
-                _ => None,
-            };
-            let (s, st) = (source.clone(), Arc::clone(&state));
-            let _ = tokio::task::spawn_blocking(move || reload_after(&s, &st, seen.elapsed())).await;
-            if let Some(job) = rewatching {
-                watched = job.await.unwrap_or(was);
-                // A change made to the new tree before its watch was in place went
-                // unseen: look once more when things settle (cheap: the files just
-                // checked are taken over, not hashed again).
-                last_change = Instant::now();
-                due = Some(tokio::time::Instant::now() + debounce);
+                let seen = if settled { last_change } else { Instant::now() };
+                // This load covers every change signalled so far: it reads the tree after.
+                while rx.try_recv().is_ok() {}
+                due = None;
+                // A swapped directory is a new inode that nothing watches yet. Watch it
+                // alongside the load, not before: notify's thread takes a watch request only
+                // between batches of events, and ztpc deleting the old tree (still watched
+                // until that batch ends) is one long batch: waiting for it held every swap
+                // until ztpc exited, seconds under load (bench/reload).
+                let was = watched;
+                let rewatching = match &source {
+                    Source::Artifacts(d) if dir_id(d).is_some_and(|id| Some(id) != was) => {
+                        let (w, d) = (Arc::clone(&w2), d.clone());
+                        Some(tokio::task::spawn_blocking(move || rewatch(&w, &d, was)))
+                    }
+                    _ => None,
+                };
+                let (s, st) = (source.clone(), Arc::clone(&state));
+                let _ = tokio::task::spawn_blocking(move || reload_after(&s, &st, seen.elapsed())).await;
+                if let Some(job) = rewatching {
+                    watched = job.await.unwrap_or(was);
+                    // A change made to the new tree before its watch was in place went
+                    // unseen: look once more when things settle (cheap: the files just
+                    // checked are taken over, not hashed again).
+                    last_change = Instant::now();
+                    due = Some(tokio::time::Instant::now() + debounce);
+                }
             }
-        }
-    });
-    Ok(Watch { _watcher: watcher, task })
+        });
+        Watch { _watcher: watcher, task }
+    }
 }
 
 /// Watch `dir` afresh if it is not the inode watched (`was`); returns the one watched.

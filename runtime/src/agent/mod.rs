@@ -134,7 +134,7 @@ impl AgentConfig {
 /// the fabric's directory for an in-memory compile, else the artifact directory.
 pub fn base_dir(source: &Source) -> PathBuf {
     match source {
-        Source::Fabric(f, _) => match f.parent() {
+        Source::Fabric(f, ..) => match f.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         },
