@@ -6,7 +6,7 @@ import json
 import re
 import statistics
 
-NAMES = {"ours": "ztp-runtime", "kea": "Kea 2.2 (kea-dhcp4, memfile)", "dnsmasq": "dnsmasq (DHCP only)"}
+NAMES = {"ours": "ztp-runtime", "fabric": "ztp-runtime FABRIC (compiled into its state dir)", "kea": "Kea 2.2 (kea-dhcp4, memfile)", "dnsmasq": "dnsmasq (DHCP only)"}
 FABRICS = {"dc1": "examples/dc1", "1000": "1,000-device gen-fabric"}
 
 
