@@ -19,6 +19,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -68,19 +69,24 @@ pub struct TreeFile {
 
 /// Which file, and which version of it, a tree file was checked through: a later load
 /// that finds the same key at the same path (with the same sha256 listed) takes the
-/// checked data instead of reading and hashing the file again. Any write to a file
-/// changes its ctime (which, unlike mtime, cannot be set back by hand) and a
-/// replacement changes the inode, so an equal key means an unchanged file, with one
-/// exception that [`FileKey::settled`] rules out: timestamps come from a coarse clock
-/// (one scheduler tick), so a write in the same tick as the last one before the check
-/// leaves them equal ("racy" entries, as git calls them).
+/// checked data instead of reading and hashing the file again. A write to a file
+/// changes its mtime and a replacement changes the inode, so an equal key means an
+/// unchanged file, with one exception that [`FileKey::settled`] rules out: timestamps
+/// come from a coarse clock (one scheduler tick), so a write in the same tick as the last
+/// one before the check leaves them equal ("racy" entries, as git calls them).
+///
+/// The ctime is left out on purpose: `ztpc build` and `ztp-runtime FABRIC` carry an
+/// unchanged file into the new tree by hard link, which changes its ctime and nothing
+/// else, and with the ctime in the key no file survived a rebuild (every reload hashed
+/// the whole tree, and held a second descriptor per file). What that gives up is a
+/// write that sets the mtime back by hand; a file kept on disk is read on request, so
+/// such an edit made after a load was served in any case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FileKey {
     dev: u64,
     ino: u64,
     size: u64,
     mtime: (i64, i64),
-    ctime: (i64, i64),
 }
 
 /// How far before a load a file's last change must be for its key to be trusted: well
@@ -90,24 +96,17 @@ const RACY_MARGIN: Duration = Duration::from_millis(50);
 impl FileKey {
     fn of(md: &std::fs::Metadata) -> FileKey {
         use std::os::unix::fs::MetadataExt;
-        FileKey {
-            dev: md.dev(),
-            ino: md.ino(),
-            size: md.size(),
-            mtime: (md.mtime(), md.mtime_nsec()),
-            ctime: (md.ctime(), md.ctime_nsec()),
-        }
+        FileKey { dev: md.dev(), ino: md.ino(), size: md.size(), mtime: (md.mtime(), md.mtime_nsec()) }
     }
 
-    /// Whether the file's last change (ctime, and mtime in case it was set ahead) is
-    /// before `horizon`, so that any later write must change the key.
+    /// Whether the file's last write (its mtime, also if set ahead) is before
+    /// `horizon`, so that any later write must change the key.
     fn settled(&self, horizon: SystemTime) -> bool {
-        let at = |(s, ns): (i64, i64)| {
-            u64::try_from(s)
-                .ok()
-                .map(|s| SystemTime::UNIX_EPOCH + Duration::new(s, ns.clamp(0, 999_999_999) as u32))
-        };
-        [self.ctime, self.mtime].into_iter().all(|t| at(t).is_some_and(|t| t < horizon))
+        let (s, ns) = self.mtime;
+        u64::try_from(s)
+            .ok()
+            .map(|s| SystemTime::UNIX_EPOCH + Duration::new(s, ns.clamp(0, 999_999_999) as u32))
+            .is_some_and(|t| t < horizon)
     }
 }
 
@@ -123,6 +122,9 @@ pub struct LoadStats {
     pub hashed: usize,
     pub hashed_bytes: u64,
     pub reused: usize,
+    /// Files that would have been kept on disk but are held in memory, because the
+    /// open-file limit had no descriptor to spare for them.
+    pub short_of_fds: usize,
 }
 
 /// Where a tree file's bytes are.
@@ -264,9 +266,10 @@ impl Generation {
         // leaves the allocator's heap grown to the largest file for nothing.
         let mut buf = Vec::new();
         let mut checked = Vec::with_capacity(list.len() + nested.len());
+        let fds = Fds::spare();
         for f in &list {
             let shared = !NOT_FETCHED.contains(&f.path.as_str());
-            checked.push(check_file(&root, f, old(f), shared, &mut budget, &mut buf, horizon)?);
+            checked.push(check_file(&root, f, old(f), shared, &mut budget, &mut buf, horizon, &fds)?);
         }
         drop(buf);
         // The rest (a device's own script each) all go to disk, so their order does not
@@ -281,7 +284,7 @@ impl Generation {
         let run = |part: &[FileInfo], out: &mut [Option<Result<Checked, LoadError>>]| {
             let (mut buf, mut no_budget) = (Vec::new(), 0);
             for (f, slot) in part.iter().zip(out) {
-                let r = check_file(&root, f, old(f), false, &mut no_budget, &mut buf, horizon);
+                let r = check_file(&root, f, old(f), false, &mut no_budget, &mut buf, horizon, &fds);
                 let failed = r.is_err();
                 *slot = Some(r);
                 if failed {
@@ -317,6 +320,7 @@ impl Generation {
             };
             files.insert(f.path, TreeFile { data, sha256: f.sha256, key: c.key });
         }
+        stats.short_of_fds = fds.short.into_inner();
         stats.files = started.elapsed() - stats.manifest;
         let images = images(&manifest, dir)?;
         stats.total = started.elapsed();
@@ -454,6 +458,7 @@ enum Body {
 /// Check the file listed as `f` (under `root`): take it over from `old` if it is
 /// unchanged, or read it, compare its sha256 with the manifest's, and keep its bytes
 /// (`shared` and within `budget`) or its descriptor.
+#[allow(clippy::too_many_arguments)] // one call site per thread kind; a struct would only rename them
 fn check_file(
     root: &Path,
     f: &FileInfo,
@@ -462,6 +467,7 @@ fn check_file(
     budget: &mut u64,
     buf: &mut Vec<u8>,
     horizon: SystemTime,
+    fds: &Fds,
 ) -> Result<Checked, LoadError> {
     let p = root.join(&f.path);
     if let Some(old) = old
@@ -489,8 +495,10 @@ fn check_file(
     let body = if shared && size <= *budget {
         *budget -= size;
         Body::Ready(Data::Memory(Bytes::copy_from_slice(buf)))
-    } else {
+    } else if fds.take() {
         Body::Opened(file, size)
+    } else {
+        Body::Ready(Data::Memory(Bytes::copy_from_slice(buf)))
     };
     // The key describes the file as read only if its size says nothing was appended
     // between the fstat and the read.
@@ -526,6 +534,42 @@ fn reuse(old: &TreeFile, p: &Path, shared: bool, budget: &mut u64) -> Option<Dat
         }
         Data::Disk(f, n) if !shared || want.size > *budget => Some(Data::Disk(Arc::clone(f), *n)),
         _ => None,
+    }
+}
+
+/// Descriptors a load may keep open for the files it serves from disk.
+struct Fds {
+    spare: AtomicI64,
+    /// Files held in memory because none was left.
+    short: AtomicUsize,
+}
+
+/// Descriptors left for sockets, TFTP transfers, images opened per request and SQLite,
+/// whatever the tree takes: at least this many, or an eighth of the limit.
+const FD_RESERVE: u64 = 1024;
+
+impl Fds {
+    /// What the open-file limit leaves after the descriptors open now (the serving
+    /// generation's among them) and the reserve. Without /proc, no limit is assumed.
+    fn spare() -> Fds {
+        use rustix::process::{Resource, getrlimit};
+        let limit = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
+        let open = std::fs::read_dir("/proc/self/fd").map(|d| d.count() as u64);
+        let spare = match open {
+            Ok(open) => limit.saturating_sub(open).saturating_sub(FD_RESERVE.max(limit / 8)),
+            Err(_) => u64::MAX,
+        };
+        Fds { spare: AtomicI64::new(i64::try_from(spare).unwrap_or(i64::MAX)), short: AtomicUsize::new(0) }
+    }
+
+    /// Take a descriptor; false (and counted) when none is left: the file is then held
+    /// in memory, so that a tree larger than the limit allows is served, not refused.
+    fn take(&self) -> bool {
+        if self.spare.fetch_sub(1, Ordering::Relaxed) > 0 {
+            return true;
+        }
+        self.short.fetch_add(1, Ordering::Relaxed);
+        false
     }
 }
 

@@ -232,3 +232,13 @@ pub fn run<S: AsRef<std::ffi::OsStr>>(tool: &str, args: &[S]) -> (bool, String) 
     let out = std::process::Command::new(tool).args(args).output().unwrap();
     (out.status.success(), String::from_utf8_lossy(&out.stderr).to_string())
 }
+
+/// Whether the generation keeps the tree file at `path` on disk (an open descriptor,
+/// read on request) rather than in memory.
+pub fn on_disk(g: &Generation, path: &str) -> bool {
+    use ztp_runtime::generation::{Data, Served};
+    match g.get(path).unwrap() {
+        Served::Tree(f) => matches!(f.data(), Data::Disk(..)),
+        Served::Image(_) => panic!("{path} is not a tree file"),
+    }
+}

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use support::*;
-use ztp_runtime::generation::{Data, Generation, LoadError, MEMORY_BUDGET, Served};
+use ztp_runtime::generation::{Generation, LoadError, MEMORY_BUDGET};
 use ztp_runtime::state::State;
 
 /// `ztpc build` of a dc1 copy (a 2 MB custom script: over the memory budget) into `out`.
@@ -30,13 +30,6 @@ fn build_dir(src: &Path, out: &Path, seed: u64) {
     ztpc::emit::emit(&o.artifacts.unwrap(), out).unwrap();
 }
 
-fn kept_on_disk(g: &Generation, path: &str) -> bool {
-    match g.get(path).unwrap() {
-        Served::Tree(f) => matches!(f.data(), Data::Disk(..)),
-        Served::Image(_) => panic!("{path} is not a tree file"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_on_disk_outlive_their_directory() {
     let tmp = tempfile::tempdir().unwrap();
@@ -47,9 +40,9 @@ async fn files_on_disk_outlive_their_directory() {
     let want_a = std::fs::read(out_a.join("tftp").join(BIG_TREE)).unwrap();
     let ztp_a = std::fs::read(out_a.join("tftp/ztp.json")).unwrap();
     assert!(want_a.len() as u64 > MEMORY_BUDGET);
-    assert!(kept_on_disk(&a, BIG_TREE), "a file over the budget is kept on disk");
-    assert!(!kept_on_disk(&a, "ztp.json"), "shared top-level files stay in memory");
-    assert!(kept_on_disk(&a, "SHA256SUMS"), "no device fetches the checksum list: on disk");
+    assert!(on_disk(&a, BIG_TREE), "a file over the budget is kept on disk");
+    assert!(!on_disk(&a, "ztp.json"), "shared top-level files stay in memory");
+    assert!(on_disk(&a, "SHA256SUMS"), "no device fetches the checksum list: on disk");
     assert!(tree_bytes(&a, BIG_TREE) == want_a);
 
     let state = State::new(a);
@@ -112,7 +105,7 @@ fn a_reload_hashes_only_what_may_have_changed() {
     assert_eq!(paths.len(), n);
     assert!(paths.iter().any(|p| p.starts_with("devices/")), "{paths:?}");
     for p in &paths {
-        assert_eq!(kept_on_disk(&a, p), p.contains('/') || *p == "SHA256SUMS", "{p}");
+        assert_eq!(on_disk(&a, p), p.contains('/') || *p == "SHA256SUMS", "{p}");
     }
     assert_eq!((s.hashed, s.reused), (n, 0), "a first load hashes every file");
 
@@ -120,7 +113,7 @@ fn a_reload_hashes_only_what_may_have_changed() {
     assert_eq!((s.hashed, s.reused), (0, n), "nothing changed: nothing hashed");
     assert_eq!(b.id, a.id);
     let want = std::fs::read(out.join("tftp").join(BIG_TREE)).unwrap();
-    assert!(tree_bytes(&b, BIG_TREE) == want && kept_on_disk(&b, BIG_TREE));
+    assert!(tree_bytes(&b, BIG_TREE) == want && on_disk(&b, BIG_TREE));
     assert!(tree_bytes(&b, "ztp.json") == std::fs::read(out.join("tftp/ztp.json")).unwrap());
 
     // Rewritten in place, same size, other bytes: hashed again, and refused.
@@ -193,7 +186,7 @@ fn many_files_are_all_checked() {
     for i in [0, 349, 699] {
         let path = format!("devices/extra{i:04}.sh");
         assert!(tree_bytes(&g, &path) == pattern(3000 + i, i as u64), "{path}");
-        assert!(kept_on_disk(&g, &path));
+        assert!(on_disk(&g, &path));
     }
     let bad = out.join("tftp/devices/extra0500.sh");
     let mut bytes = std::fs::read(&bad).unwrap();
