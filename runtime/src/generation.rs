@@ -321,6 +321,12 @@ impl Generation {
             files.insert(f.path, TreeFile { data, sha256: f.sha256, key: c.key });
         }
         stats.short_of_fds = fds.short.into_inner();
+        if stats.short_of_fds > 0 {
+            tracing::warn!(
+                files = stats.short_of_fds,
+                "the open-file limit left no descriptor for these files: held in memory instead; raise it (LimitNOFILE)"
+            );
+        }
         stats.files = started.elapsed() - stats.manifest;
         let images = images(&manifest, dir)?;
         stats.total = started.elapsed();

@@ -100,12 +100,6 @@ fn reload_after(source: &Source, state: &State, waited: Duration) -> bool {
             let (id, files) = (g.id.clone(), g.file_count());
             state.swap(g);
             let s = stats.unwrap_or_default();
-            if s.short_of_fds > 0 {
-                tracing::warn!(
-                    files = s.short_of_fds,
-                    "the open-file limit left no descriptor for these files: held in memory instead; raise it (LimitNOFILE)"
-                );
-            }
             tracing::info!(
                 generation = %id,
                 previous = %old.id,
