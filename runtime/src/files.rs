@@ -475,6 +475,21 @@ mod tests {
     }
 
     #[test]
+    fn targets_are_cleaned_once() {
+        let t = Target::of("/devices//./leaf1.sh?x=1");
+        assert_eq!((t.raw, t.clean.as_deref()), ("/devices//./leaf1.sh", Ok("devices/leaf1.sh")));
+        let t = Target::of("/%2e%2e/etc/passwd?a=/..");
+        assert_eq!((t.raw, t.clean), ("/%2e%2e/etc/passwd", Err(paths::BadPath::Parent)));
+        assert_eq!(Target::of("/ztp.json").clean.as_deref(), Ok("ztp.json"));
+    }
+
+    #[test]
+    fn etags_are_quoted() {
+        assert_eq!(etag_of("ab12").unwrap(), "\"ab12\"");
+        assert!(etag_of("bad\nvalue").is_none(), "never a header that would split the response");
+    }
+
+    #[test]
     fn conditionals() {
         let mut h = HeaderMap::new();
         h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"x\", W/\"abc\""));
