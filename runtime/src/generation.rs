@@ -189,6 +189,13 @@ pub enum Served {
     Image(ImageFile),
 }
 
+/// [`Served`], borrowed from the generation ([`Generation::lookup`]).
+#[derive(Debug, Clone, Copy)]
+pub enum ServedRef<'a> {
+    Tree(&'a TreeFile),
+    Image(&'a ImageFile),
+}
+
 #[derive(Debug)]
 pub struct Generation {
     /// Short hash of runtime.json: names this generation in logs and the status API.
@@ -397,6 +404,16 @@ impl Generation {
             return Some(Served::Tree(f.clone()));
         }
         self.images.get(clean).map(|i| Served::Image(i.clone()))
+    }
+
+    /// [`Generation::get`] without copying the entry (its sha256 and path strings): for
+    /// a caller that holds the generation for as long as it uses the answer, as the
+    /// HTTP server does for every request.
+    pub fn lookup(&self, clean: &str) -> Option<ServedRef<'_>> {
+        if let Some(f) = self.files.get(clean) {
+            return Some(ServedRef::Tree(f));
+        }
+        self.images.get(clean).map(ServedRef::Image)
     }
 
     pub fn file_count(&self) -> usize {

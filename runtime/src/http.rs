@@ -2,19 +2,20 @@
 //! `/api/ztp/`, and every other path served from the current generation's tree.
 
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use hyper::header::{CONTENT_LENGTH, HeaderMap};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use tokio::net::TcpListener;
-use tracing::Instrument;
 
 use crate::files::{self, Body};
 use crate::services::Services;
@@ -133,7 +134,8 @@ async fn counted(ctx: &Arc<Ctx>, peer: SocketAddr, req: Request<Incoming>) -> Re
 }
 
 async fn route(ctx: &Arc<Ctx>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
-    let path = req.uri().path().to_string();
+    // Borrowed, not copied: only the API branch below needs `req` itself again.
+    let path = req.uri().path();
     let method = req.method().clone();
     if path == "/metrics" {
         if method != Method::GET && method != Method::HEAD {
@@ -152,34 +154,11 @@ async fn route(ctx: &Arc<Ctx>, peer: SocketAddr, req: Request<Incoming>) -> Resp
             text(StatusCode::SERVICE_UNAVAILABLE, "starting\n")
         };
     }
-    if let Some(r) = crate::web::route(ctx, &method, &path) {
+    if let Some(r) = crate::web::route(ctx, &method, path) {
         return r;
     }
     let Some(api) = path.strip_prefix("/api/ztp/") else {
-        let current = ctx.state.current();
-        let file = path.split_once('?').map_or(path.as_str(), |(p, _)| p);
-        if let Ok(clean) = crate::paths::clean_http(file)
-            && let crate::access::Access::Refused { device, owner } =
-                crate::access::check(&current, &clean, peer.ip())
-        {
-            crate::access::report(&ctx.state, "http", peer.ip(), &clean, &device, owner);
-            return text(StatusCode::FORBIDDEN, "forbidden: this script belongs to another device\n");
-        }
-        // The span puts the peer on files.rs's own log lines (refusals, transfers).
-        let span = tracing::info_span!("http", %peer, generation = %current.id);
-        let resp = files::respond(current, &method, &path, req.headers()).instrument(span).await;
-        let resp = crate::progress::http(peer.ip(), &path, &method, resp);
-        if method == Method::GET {
-            let len = resp.headers().get("content-length").and_then(|v| v.to_str().ok()).unwrap_or("0");
-            ctx.state.event(crate::events::Event {
-                ip: peer.ip().to_string(),
-                kind: "http",
-                text: format!("GET {path}: {} ({len} bytes)", resp.status().as_u16()),
-                name: None,
-                mac: None,
-            });
-        }
-        return resp;
+        return file(ctx, peer, &method, path, req.headers()).await;
     };
     let api = api.to_string();
     let store = ctx.store.clone();
@@ -244,6 +223,43 @@ async fn route(ctx: &Arc<Ctx>, peer: SocketAddr, req: Request<Incoming>) -> Resp
         }
         _ => error(StatusCode::NOT_FOUND, "no such API endpoint"),
     }
+}
+
+/// A file of the current generation: access check, [`files::respond`], the progress
+/// tracker of a large download, and the fetch in the device's log.
+async fn file(
+    ctx: &Ctx,
+    peer: SocketAddr,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+) -> Response<Body> {
+    // One generation for the whole answer: access, headers and bytes.
+    let current = ctx.state.current();
+    let target = files::Target::of(path);
+    if let Ok(clean) = &target.clean
+        && let crate::access::Access::Refused { device, owner } =
+            crate::access::check(&current, clean, peer.ip())
+    {
+        crate::access::report(&ctx.state, "http", peer.ip(), clean, &device, owner);
+        return text(StatusCode::FORBIDDEN, "forbidden: this script belongs to another device\n");
+    }
+    let resp = files::respond(&current, peer, method, &target, headers).await;
+    let resp = crate::progress::http(peer.ip(), path, method, resp);
+    if method == Method::GET {
+        let len = resp.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("0");
+        // Sized up front: `format!` guesses short and grows the string.
+        let mut text = String::with_capacity(path.len() + len.len() + 24);
+        let _ = write!(text, "GET {path}: {} ({len} bytes)", resp.status().as_u16());
+        ctx.state.event(crate::events::Event {
+            ip: peer.ip().to_string(),
+            kind: "http",
+            text,
+            name: None,
+            mac: None,
+        });
+    }
+    resp
 }
 
 async fn report(ctx: &Arc<Ctx>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {

@@ -37,18 +37,24 @@ pub fn clean(raw: &str) -> Result<String, BadPath> {
     if raw.contains('\\') {
         return Err(BadPath::Backslash);
     }
-    let mut parts = Vec::new();
+    // Built in place (one allocation: every HTTP request comes through here).
+    let mut key = String::with_capacity(raw.len());
     for c in raw.split('/') {
         match c {
             "" | "." => {}
             ".." => return Err(BadPath::Parent),
-            other => parts.push(other),
+            other => {
+                if !key.is_empty() {
+                    key.push('/');
+                }
+                key.push_str(other);
+            }
         }
     }
-    if parts.is_empty() {
+    if key.is_empty() {
         return Err(BadPath::Empty);
     }
-    Ok(parts.join("/"))
+    Ok(key)
 }
 
 /// Decode an HTTP request path once, then clean it. A `%2e%2e` that decodes to `..` is

@@ -243,3 +243,118 @@ async fn download_in_flight_keeps_its_generation() {
         assert!(new.body == tree_bytes(&state.current(), path) && new.body != old, "{path}: new bytes after");
     }
 }
+
+/// Status, headers and body of one reply read off a keep-alive connection.
+fn read_reply(c: &mut TcpStream) -> HttpReply {
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        c.read_exact(&mut byte).unwrap();
+        raw.push(byte[0]);
+    }
+    let head = parse_reply(&raw);
+    let len: usize = head.header("content-length").map_or(0, |v| v.parse().unwrap());
+    let mut body = vec![0u8; len];
+    c.read_exact(&mut body).unwrap();
+    HttpReply { body, ..head }
+}
+
+/// The headers of a file (length, ETag, the conditionals that compare with it) come
+/// from the generation current at each request, also on one keep-alive connection that
+/// spans a reload: a small in-memory file (the size of the EOS bootstrap script) whose
+/// bytes and length change gets its new length and tag at once, the old tag no longer
+/// matches (If-None-Match: the new body; If-Range: the whole new file), and the new tag
+/// does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_follow_the_generation_across_a_reload() {
+    let (tmp_a, tmp_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let dir_a = dc1_copy(tmp_a.path(), 15_910, IMAGE_LEN, 3);
+    let dir_b = dc1_copy(tmp_b.path(), 15_000, IMAGE_LEN, 4);
+    let state = State::new(build(&dir_a));
+    let addr = start_http(Arc::clone(&state)).await;
+    let (a, b) = (tree_bytes(&state.current(), BIG_TREE), tree_bytes(&build(&dir_b), BIG_TREE));
+    assert!(a.len() == 15_910 && b.len() == 15_000 && a[..15_000] != b[..]);
+    let (tag_a, tag_b) = (format!("\"{}\"", sha_hex(&a)), format!("\"{}\"", sha_hex(&b)));
+    let st = Arc::clone(&state);
+    tokio::task::spawn_blocking(move || {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut ask = |extra: &str| {
+            write!(c, "GET /{BIG_TREE} HTTP/1.1\r\nHost: t\r\n{extra}\r\n").unwrap();
+            read_reply(&mut c)
+        };
+        for _ in 0..3 {
+            let r = ask("");
+            assert_eq!((r.status, r.header("etag")), (200, Some(tag_a.as_str())));
+            assert_eq!(r.header("content-length"), Some("15910"));
+            assert!(r.body == a);
+        }
+        assert_eq!(ask(&format!("If-None-Match: {tag_a}\r\n")).status, 304);
+
+        st.swap(build(&dir_b));
+        let r = ask("");
+        assert_eq!((r.status, r.header("etag")), (200, Some(tag_b.as_str())), "the new tag at once");
+        assert_eq!(r.header("content-length"), Some("15000"));
+        assert!(r.body == b, "the new bytes");
+        let r = ask(&format!("If-None-Match: {tag_a}\r\n"));
+        assert!(r.status == 200 && r.body == b, "an old tag no longer matches");
+        let r = ask(&format!("If-None-Match: {tag_b}\r\n"));
+        assert_eq!((r.status, r.body.len(), r.header("etag")), (304, 0, Some(tag_b.as_str())));
+        let r = ask(&format!("Range: bytes=0-9\r\nIf-Range: {tag_a}\r\n"));
+        assert!(r.status == 200 && r.body == b, "If-Range with an old tag: the whole new file");
+        let r = ask(&format!("Range: bytes=0-9\r\nIf-Range: {tag_b}\r\n"));
+        assert!(r.status == 206 && r.body == b[..10], "If-Range with the new tag: the range");
+        assert_eq!(r.header("content-range"), Some("bytes 0-9/15000"));
+        let r = ask("");
+        assert!(r.status == 200 && r.body == b && r.header("content-length") == Some("15000"));
+    })
+    .await
+    .unwrap();
+}
+
+/// A log sink for the one test that installs a global subscriber.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A refused path is logged with the address that asked (files.rs puts it on the line
+/// itself; no per-request span carries it any more).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_path_is_logged_with_the_peer() {
+    let log = Captured::default();
+    let sink = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || sink.clone())
+        .finish();
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+    let (_tmp, _state, addr) = setup().await;
+    let (tx, peer) = tokio::task::spawn_blocking(move || {
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let me = c.local_addr().unwrap();
+        write!(c, "GET /%2e%2e/etc/passwd HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        (read_reply(&mut c), me)
+    })
+    .await
+    .unwrap();
+    assert_eq!(tx.status, 400);
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let line = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["fields"]["message"] == "http: refused path" && v["fields"]["peer"] == peer.to_string())
+        .unwrap_or_else(|| panic!("no refusal line naming {peer} in:\n{text}"));
+    assert_eq!(line["level"], "WARN");
+    assert_eq!(line["fields"]["path"], "/%2e%2e/etc/passwd");
+}

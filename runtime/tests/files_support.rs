@@ -90,14 +90,15 @@ pub async fn start_http(state: Arc<State>) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let (tcp, _) = listener.accept().await.unwrap();
+            let (tcp, peer) = listener.accept().await.unwrap();
             let state = Arc::clone(&state);
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let g = state.current();
                     async move {
-                        let r = ztp_runtime::files::respond(g, req.method(), req.uri().path(), req.headers())
-                            .await;
+                        let target = ztp_runtime::files::Target::of(req.uri().path());
+                        let r =
+                            ztp_runtime::files::respond(&g, peer, req.method(), &target, req.headers()).await;
                         Ok::<_, std::convert::Infallible>(r)
                     }
                 });
