@@ -6,26 +6,14 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "lab_support.rs"]
+mod lab;
 #[path = "listening_support.rs"]
 mod listening;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-fn build_lab(out: &Path) {
-    let dir = root().join("examples/lab");
-    let text = std::fs::read_to_string(dir.join("fabric.kdl")).unwrap().replace("10.99.0.", "127.0.0.");
-    let host = ztpc::Host { base_dir: dir.clone(), env: &|_| None };
-    let opts = ztpc::BuildOptions { fabric_dir_from_out: dir.display().to_string() };
-    let o = ztpc::build(&text, &host, &opts).unwrap();
-    assert!(!o.diagnostics.has_errors());
-    ztpc::emit::emit(&o.artifacts.unwrap(), out).unwrap();
-}
+use lab::*;
 
 /// `n` GETs of `path` on one keep-alive connection; returns how many got a 200.
 fn fetch_many(addr: SocketAddr, path: &str, n: usize) -> usize {
@@ -62,7 +50,7 @@ fn fetch_many(addr: SocketAddr, path: &str, n: usize) -> usize {
 fn sigterm_records_every_queued_event() {
     let tmp = tempfile::tempdir().unwrap();
     let (out, state) = (tmp.path().join("out"), tmp.path().join("state"));
-    build_lab(&out);
+    build_lab(&out, on_loopback);
     let mut child = Command::new(env!("CARGO_BIN_EXE_ztp-runtime"))
         .args(["--artifacts", out.to_str().unwrap(), "--state", state.to_str().unwrap(), "--no-dhcp"])
         .args(["--http-listen", "127.0.0.1:0", "--tftp-listen", "127.0.0.1:0", "--log-format", "json"])

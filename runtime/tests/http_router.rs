@@ -8,26 +8,14 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "lab_support.rs"]
+mod lab;
 #[path = "listening_support.rs"]
 mod listening;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-fn build_lab(out: &Path) {
-    let dir = root().join("examples/lab");
-    let text = std::fs::read_to_string(dir.join("fabric.kdl")).unwrap().replace("10.99.0.", "127.0.0.");
-    let host = ztpc::Host { base_dir: dir.clone(), env: &|_| None };
-    let opts = ztpc::BuildOptions { fabric_dir_from_out: dir.display().to_string() };
-    let o = ztpc::build(&text, &host, &opts).unwrap();
-    assert!(!o.diagnostics.has_errors());
-    ztpc::emit::emit(&o.artifacts.unwrap(), out).unwrap();
-}
+use lab::*;
 
 /// One answer: status, lower-cased headers, body.
 struct Reply {
@@ -94,7 +82,7 @@ impl Client {
 fn file_requests_are_answered_checked_and_logged() {
     let tmp = tempfile::tempdir().unwrap();
     let (out, state) = (tmp.path().join("out"), tmp.path().join("state"));
-    build_lab(&out);
+    build_lab(&out, on_loopback);
     let mut child = Command::new(env!("CARGO_BIN_EXE_ztp-runtime"))
         .args(["--artifacts", out.to_str().unwrap(), "--state", state.to_str().unwrap(), "--no-dhcp"])
         .args(["--http-listen", "127.0.0.1:0", "--tftp-listen", "127.0.0.1:0", "--log-format", "json"])

@@ -7,30 +7,18 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dhcproto::v4::{self, DhcpOption, MessageType};
 use dhcproto::{Encodable, Encoder};
 
+#[path = "lab_support.rs"]
+mod lab;
 #[path = "listening_support.rs"]
 mod listening;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-/// examples/lab on 127.0.0.0/24 (server 127.0.0.5, pool .100-.199), built into `out`.
-fn build_lab(out: &Path, edit: impl Fn(String) -> String) {
-    let dir = root().join("examples/lab");
-    let text = edit(std::fs::read_to_string(dir.join("fabric.kdl")).unwrap().replace("10.99.0.", "127.0.0."));
-    let host = ztpc::Host { base_dir: dir.clone(), env: &|_| None };
-    let opts = ztpc::BuildOptions { fabric_dir_from_out: dir.display().to_string() };
-    let o = ztpc::build(&text, &host, &opts).unwrap();
-    assert!(!o.diagnostics.has_errors());
-    ztpc::emit::emit(&o.artifacts.unwrap(), out).unwrap();
-}
+use lab::*;
 
 struct Runtime {
     child: Child,
@@ -334,7 +322,7 @@ fn metrics_count_dhcp_tftp_http_reloads_and_devices() {
     let tmp = tempfile::tempdir().unwrap();
     let state_tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    build_lab(&out, |t| t);
+    build_lab(&out, on_loopback);
     let rt = start(&out, state_tmp.path());
     let http = rt.addr("http");
 
@@ -390,7 +378,9 @@ fn metrics_count_dhcp_tftp_http_reloads_and_devices() {
     }
 
     // Reloads: a rebuild is accepted, a file edited behind the manifest's back refused.
-    build_lab(&out, |t| t.replace("    platform \"eos\"\n", "    platform \"eos\" { versions \"9.9.9\" }\n"));
+    build_lab(&out, |t| {
+        on_loopback(t).replace("    platform \"eos\"\n", "    platform \"eos\" { versions \"9.9.9\" }\n")
+    });
     wait_for(|| scrape(&rt).v("ztp_reloads_total{result=\"accepted\"}") == 1.0, "an accepted reload");
     // ztpc's swap ends with removing the old directory, a burst of its own that makes
     // another (unchanged) reload: let it pass, or it would see the edit below too.

@@ -3,26 +3,15 @@
 //! artifact directory, and a broken directory refused while the old one keeps serving.
 #![allow(clippy::unwrap_used)] // test helpers: a failed step should stop the test loudly
 
+#[path = "lab_support.rs"]
+mod lab;
+use lab::*;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-/// Build examples/lab into `out` through the compiler library (as `ztpc build` does).
-fn build_lab(out: &Path, edit: impl Fn(String) -> String) {
-    let dir = root().join("examples/lab");
-    let text = edit(std::fs::read_to_string(dir.join("fabric.kdl")).unwrap());
-    let host = ztpc::Host { base_dir: dir.clone(), env: &|_| None };
-    let opts = ztpc::BuildOptions { fabric_dir_from_out: dir.display().to_string() };
-    let o = ztpc::build(&text, &host, &opts).unwrap();
-    assert!(!o.diagnostics.has_errors());
-    ztpc::emit::emit(&o.artifacts.unwrap(), out).unwrap();
-}
 
 struct Runtime {
     child: Child,
