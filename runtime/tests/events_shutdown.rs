@@ -6,7 +6,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[path = "lab_support.rs"]
@@ -51,14 +51,7 @@ fn sigterm_records_every_queued_event() {
     let tmp = tempfile::tempdir().unwrap();
     let (out, state) = (tmp.path().join("out"), tmp.path().join("state"));
     build_lab(&out, on_loopback);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ztp-runtime"))
-        .args(["--artifacts", out.to_str().unwrap(), "--state", state.to_str().unwrap(), "--no-dhcp"])
-        .args(["--http-listen", "127.0.0.1:0", "--tftp-listen", "127.0.0.1:0", "--log-format", "json"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let addrs = listening::listening(&mut child, 2);
+    let (mut child, addrs) = listening::serve_artifacts(&out, &state);
     let n = 3000;
     let ok = fetch_many(addrs["http"], "/ztp.json", n);
     // At once: the writer is still lingering over (or writing) the last batch.

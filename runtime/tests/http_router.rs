@@ -8,7 +8,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[path = "lab_support.rs"]
@@ -83,14 +83,7 @@ fn file_requests_are_answered_checked_and_logged() {
     let tmp = tempfile::tempdir().unwrap();
     let (out, state) = (tmp.path().join("out"), tmp.path().join("state"));
     build_lab(&out, on_loopback);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ztp-runtime"))
-        .args(["--artifacts", out.to_str().unwrap(), "--state", state.to_str().unwrap(), "--no-dhcp"])
-        .args(["--http-listen", "127.0.0.1:0", "--tftp-listen", "127.0.0.1:0", "--log-format", "json"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let addrs = listening::listening(&mut child, 2);
+    let (mut child, addrs) = listening::serve_artifacts(&out, &state);
     let http = addrs["http"];
     let ztp_json = std::fs::read(out.join("tftp/ztp.json")).unwrap();
     let leaf1 = std::fs::read(out.join("tftp/devices/leaf1.sh")).unwrap();

@@ -33,3 +33,20 @@ pub fn listening(child: &mut Child, services: usize) -> HashMap<String, SocketAd
     }
     addrs
 }
+
+/// `ztp-runtime --artifacts out --state state --no-dhcp` with HTTP and TFTP on
+/// 127.0.0.1 port 0 and JSON logs; the child and its two listeners' addresses.
+pub fn serve_artifacts(
+    out: &std::path::Path,
+    state: &std::path::Path,
+) -> (Child, HashMap<String, SocketAddr>) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ztp-runtime"))
+        .args(["--artifacts", out.to_str().unwrap(), "--state", state.to_str().unwrap(), "--no-dhcp"])
+        .args(["--http-listen", "127.0.0.1:0", "--tftp-listen", "127.0.0.1:0", "--log-format", "json"])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let addrs = listening(&mut child, 2);
+    (child, addrs)
+}
