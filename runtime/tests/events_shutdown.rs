@@ -6,8 +6,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[path = "lab_support.rs"]
 mod lab;
@@ -55,17 +54,7 @@ fn sigterm_records_every_queued_event() {
     let n = 3000;
     let ok = fetch_many(addrs["http"], "/ztp.json", n);
     // At once: the writer is still lingering over (or writing) the last batch.
-    let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let t = Instant::now();
-    let code = loop {
-        if let Some(c) = child.try_wait().unwrap() {
-            break c;
-        }
-        assert!(t.elapsed() < Duration::from_secs(15), "the runtime did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(code.success(), "clean shutdown exits 0, got {code}");
+    listening::stop_cleanly(&mut child);
     assert_eq!(ok, n, "every fetch was served");
     let store = ztp_runtime::status::Store::open(&state).unwrap();
     let log = store.log("127.0.0.1").unwrap();

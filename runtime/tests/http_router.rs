@@ -8,8 +8,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[path = "lab_support.rs"]
 mod lab;
@@ -110,17 +109,7 @@ fn file_requests_are_answered_checked_and_logged() {
     assert!(r.status == 200 && r.body == leaf1, "the device's own script, from its own address");
     drop((c, own));
 
-    let pid = child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let t = Instant::now();
-    let code = loop {
-        if let Some(c) = child.try_wait().unwrap() {
-            break c;
-        }
-        assert!(t.elapsed() < Duration::from_secs(15), "the runtime did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(code.success(), "clean shutdown exits 0, got {code}");
+    listening::stop_cleanly(&mut child);
 
     let store = ztp_runtime::status::Store::open(&state).unwrap();
     let texts = |ip: &str, kind: &str| -> Vec<String> {

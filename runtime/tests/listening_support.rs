@@ -50,3 +50,18 @@ pub fn serve_artifacts(
     let addrs = listening(&mut child, 2);
     (child, addrs)
 }
+
+/// SIGTERM `child` and wait (at most 15 s) for it to exit 0: a clean shutdown.
+pub fn stop_cleanly(child: &mut Child) {
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let t = Instant::now();
+    let code = loop {
+        if let Some(c) = child.try_wait().unwrap() {
+            break c;
+        }
+        assert!(t.elapsed() < Duration::from_secs(15), "the runtime did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(code.success(), "clean shutdown exits 0, got {code}");
+}
