@@ -25,7 +25,7 @@ use hyper::{Method, Response, StatusCode};
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
-use crate::generation::{Data, Generation, ServedRef};
+use crate::generation::{Data, Generation, ServedFile, ServedRef};
 use crate::paths;
 
 /// Every response body this module (and the router) produces.
@@ -187,19 +187,19 @@ fn internal_error() -> Response<Body> {
 /// Open an image on the blocking pool and check that it is still the size the
 /// generation recorded: a file replaced or truncated since the load would otherwise be
 /// served with a wrong Content-Length (or tsize) and a stale ETag.
-pub(crate) async fn open_image(rt: &Handle, path: std::path::PathBuf, want: u64) -> io::Result<File> {
+pub(crate) async fn open_image(rt: &Handle, path: std::path::PathBuf, want: u64) -> io::Result<ServedFile> {
     let opened = rt.spawn_blocking(move || open_checked(&path, want));
     opened.await.map_err(io::Error::other)?
 }
 
 /// [`open_image`] for callers already on a thread that may block (TFTP transfers).
-pub(crate) fn open_checked(path: &std::path::Path, want: u64) -> io::Result<File> {
+pub(crate) fn open_checked(path: &std::path::Path, want: u64) -> io::Result<ServedFile> {
     let f = File::open(path)?;
     let len = f.metadata()?.len();
     if len != want {
         return Err(io::Error::other(format!("size on disk is {len}, the generation recorded {want}")));
     }
-    Ok(f)
+    Ok(ServedFile::new(f))
 }
 
 fn text(status: StatusCode, msg: &'static str) -> Response<Body> {
@@ -320,7 +320,7 @@ pub fn parse_range(value: &str, size: u64) -> Want {
 /// or of a tree file kept on disk.
 /// Each blocking job is one short positioned read: a slow client never pins a thread.
 pub(crate) struct DiskReader {
-    file: Arc<File>,
+    file: Arc<ServedFile>,
     pos: u64,
     end: u64,
     chunk: usize,
@@ -332,7 +332,7 @@ pub(crate) struct DiskReader {
 }
 
 impl DiskReader {
-    pub(crate) fn new(file: Arc<File>, start: u64, end: u64, chunk: usize, rt: Handle) -> DiskReader {
+    pub(crate) fn new(file: Arc<ServedFile>, start: u64, end: u64, chunk: usize, rt: Handle) -> DiskReader {
         DiskReader { file, pos: start, end, chunk, pending: None, remaining: end - start, cold: false, rt }
     }
 

@@ -44,7 +44,7 @@ use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
 use crate::files::open_image;
-use crate::generation::{Data, Generation, Served};
+use crate::generation::{Data, Generation, Served, ServedFile};
 use crate::metrics::{METRICS, TftpEnd};
 use crate::paths;
 use crate::state::State;
@@ -250,7 +250,7 @@ enum Source {
     /// this transfer, as in tftpd-hpa's forked child. (A read per chunk rather than per
     /// block: at blksize 512 a read per block would add a system call to every block.)
     Disk {
-        file: Arc<File>,
+        file: Arc<ServedFile>,
         /// File offset of the next chunk, and the file's end.
         pos: u64,
         end: u64,
@@ -262,7 +262,7 @@ enum Source {
 }
 
 impl Source {
-    fn disk(file: Arc<File>, size: u64) -> Source {
+    fn disk(file: Arc<ServedFile>, size: u64) -> Source {
         Source::Disk { file, pos: 0, end: size, buf: Vec::new(), at: 0, len: 0 }
     }
 }

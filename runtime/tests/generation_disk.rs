@@ -138,6 +138,101 @@ fn a_reload_hashes_only_what_may_have_changed() {
     assert_eq!((s.hashed, s.reused), (1, n - 1), "a file not vouched for is hashed again");
 }
 
+/// A copy of `from` at `to` whose files are hard links to `from`'s, as `ztpc build`
+/// carries unchanged files into the tree it swaps in.
+fn link_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            link_tree(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::hard_link(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// A swapped-in directory whose files are the same inodes (hard links) is taken over
+/// whole; a file replaced under its name by another inode, even with the same bytes, is
+/// hashed again, and one with other bytes refuses the load.
+#[test]
+fn a_swapped_tree_takes_over_linked_files_and_hashes_replaced_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    build_dir(&tmp.path().join("src"), &out, 1);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let (a, _) = Generation::load_dir_reusing(&out, None).unwrap();
+    let n = a.file_count();
+
+    let swap = |name: &str| {
+        let (new, old) = (tmp.path().join(name), tmp.path().join(format!("{name}-old")));
+        link_tree(&out, &new);
+        std::fs::rename(&out, &old).unwrap();
+        std::fs::rename(&new, &out).unwrap();
+        std::fs::remove_dir_all(&old).unwrap();
+    };
+    swap("b");
+    let (b, s) = Generation::load_dir_reusing(&out, Some(&a)).unwrap();
+    assert_eq!((s.hashed, s.reused), (0, n), "the same inodes under a new directory");
+    assert_eq!(b.id, a.id);
+
+    // Replaced by a new inode with the same bytes (an editor's save by rename): the
+    // name no longer leads to the file checked, so it is hashed, and found good.
+    let device = "devices/spine1.sh";
+    let p = out.join("tftp").join(device);
+    let bytes = std::fs::read(&p).unwrap();
+    let tmp_file = out.join("tftp/devices/.spine1.sh.new");
+    std::fs::write(&tmp_file, &bytes).unwrap();
+    std::fs::rename(&tmp_file, &p).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let (c, s) = Generation::load_dir_reusing(&out, Some(&b)).unwrap();
+    assert_eq!((s.hashed, s.reused), (1, n - 1));
+    assert_eq!(tree_bytes(&c, device), bytes);
+
+    // Replaced by a new inode with other bytes: refused, the file named.
+    let mut other = bytes.clone();
+    other[0] ^= 1;
+    std::fs::write(&tmp_file, &other).unwrap();
+    std::fs::rename(&tmp_file, &p).unwrap();
+    match Generation::load_dir_reusing(&out, Some(&c)) {
+        Err(LoadError::Checksum(f)) => assert_eq!(f, device),
+        other => panic!("a replaced file must fail its checksum, got {:?}", other.map(|(_, s)| s)),
+    }
+}
+
+/// The devices list (most of runtime.json for a large fabric) is taken over when its text
+/// is unchanged, and parsed again when it changed; a broken device is reported at its
+/// line in runtime.json.
+#[test]
+fn unchanged_devices_are_taken_over_and_changed_ones_parsed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    build_dir(&tmp.path().join("src"), &out, 1);
+    let (a, _) = Generation::load_dir_reusing(&out, None).unwrap();
+    let (b, _) = Generation::load_dir_reusing(&out, Some(&a)).unwrap();
+    assert!(Arc::ptr_eq(&a.manifest.devices, &b.manifest.devices), "unchanged: taken over");
+
+    let m = out.join("runtime.json");
+    let text = std::fs::read_to_string(&m).unwrap();
+    let model = a.manifest.devices.iter().find_map(|d| d.model.clone()).expect("a device with a model");
+    let edited = text.replacen(&format!("\"model\": \"{model}\""), "\"model\": \"EDITED-9\"", 1);
+    assert_ne!(edited, text);
+    std::fs::write(&m, &edited).unwrap();
+    let (c, _) = Generation::load_dir_reusing(&out, Some(&b)).unwrap();
+    assert!(!Arc::ptr_eq(&b.manifest.devices, &c.manifest.devices));
+    assert!(c.manifest.devices.iter().any(|d| d.model.as_deref() == Some("EDITED-9")));
+    assert_ne!(c.id, b.id);
+
+    // A device whose model is not a string: a parse error at its line in the file,
+    // not in the devices list parsed on its own.
+    let broken = edited.replacen("\"model\": \"EDITED-9\"", "\"model\": 42", 1);
+    let line = broken.lines().position(|l| l.contains("\"model\": 42")).unwrap() + 1;
+    std::fs::write(&m, &broken).unwrap();
+    let e = Generation::load_dir_reusing(&out, Some(&c)).map(|_| ()).unwrap_err();
+    assert!(matches!(e, LoadError::Manifest(_)), "{e}");
+    assert!(e.to_string().contains(&format!("line {line} ")), "line {line}: {e}");
+}
+
 /// runtime.json of a schema this runtime does not read is refused with the schema named,
 /// whether or not the rest of it parses as today's layout.
 #[test]
