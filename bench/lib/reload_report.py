@@ -109,8 +109,8 @@ def main():
             "defaults (reload debounce 50 ms, DHCP, TFTP and HTTP enabled) on the namespace's loopback.",
             "Reload latency: from the atomic swap of the served directory (the moment its path names a new inode, "
             "stat polled every 0.5 ms while `ztpc build` runs; ztpc then still deletes the old tree, at nice 19) to the "
-            "first GET /api/ztp/services answer naming the new generation (polled back to back on one keep-alive "
-            "connection). It includes the runtime's notice of the swap (a rename of the watched directory is loaded at "
+            "first GET /api/ztp/services answer naming the new generation (polled every 0.5 ms on one keep-alive "
+            "connection: a poller that never sleeps takes a CPU from the reload it times). It includes the runtime's notice of the swap (a rename of the watched directory is loaded at "
             "once, not after the 50 ms debounce), the load and check of the new directory, and the swap; the runtime's "
             "own log gives the load-and-swap part.",
             f"Without load: before wrk starts, {a.quiet} reloads of the same fabrics, the same way, with the CPUs to "
