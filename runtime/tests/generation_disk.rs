@@ -200,9 +200,10 @@ fn a_swapped_tree_takes_over_linked_files_and_hashes_replaced_ones() {
     }
 }
 
-/// The devices list (most of runtime.json for a large fabric) is taken over when its text
-/// is unchanged, and parsed again when it changed; a broken device is reported at its
-/// line in runtime.json.
+/// In a large runtime.json (over 1 MiB, about 2,000 devices: parsed in parts), the
+/// devices list is taken over when its text is unchanged, and parsed again when it
+/// changed; a broken device is reported at its line in runtime.json. A small one is
+/// parsed whole every time.
 #[test]
 fn unchanged_devices_are_taken_over_and_changed_ones_parsed() {
     let tmp = tempfile::tempdir().unwrap();
@@ -210,10 +211,16 @@ fn unchanged_devices_are_taken_over_and_changed_ones_parsed() {
     build_dir(&tmp.path().join("src"), &out, 1);
     let (a, _) = Generation::load_dir_reusing(&out, None).unwrap();
     let (b, _) = Generation::load_dir_reusing(&out, Some(&a)).unwrap();
+    assert!(!Arc::ptr_eq(&a.manifest.devices, &b.manifest.devices), "small: parsed whole");
+
+    // Made large with trailing whitespace (valid JSON, the same manifest).
+    let m = out.join("runtime.json");
+    let text = std::fs::read_to_string(&m).unwrap() + &" ".repeat(1 << 20);
+    std::fs::write(&m, &text).unwrap();
+    let (a, _) = Generation::load_dir_reusing(&out, Some(&b)).unwrap();
+    let (b, _) = Generation::load_dir_reusing(&out, Some(&a)).unwrap();
     assert!(Arc::ptr_eq(&a.manifest.devices, &b.manifest.devices), "unchanged: taken over");
 
-    let m = out.join("runtime.json");
-    let text = std::fs::read_to_string(&m).unwrap();
     let model = a.manifest.devices.iter().find_map(|d| d.model.clone()).expect("a device with a model");
     let edited = text.replacen(&format!("\"model\": \"{model}\""), "\"model\": \"EDITED-9\"", 1);
     assert_ne!(edited, text);

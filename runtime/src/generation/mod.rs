@@ -220,32 +220,40 @@ impl Generation {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
         let mut stats = LoadStats::default();
         let mpath = dir.join(MANIFEST);
-        // What needs no manifest runs while runtime.json is read and parsed (5 MB of JSON
-        // for 10,000 devices): counting the open descriptors, and finding which of the
-        // files the generation before checked are still the same files.
+        // For a large manifest (5 MB of JSON for 10,000 devices), finding which of the
+        // files the generation before checked are still the same files (it needs no
+        // manifest) runs while runtime.json is read and parsed, and the parse itself is
+        // split. Not for a small one: each thread's stack and heap stay resident after it
+        // exits, about 100 kB, which a small fabric's footprint notices (bench/footprint)
+        // and its load, a few milliseconds, does not need.
         let prev_root = prev.map(|g| (g, dir.join(&g.manifest.tftp_root)));
-        let (parsed, fds, same) = std::thread::scope(|s| {
-            let fds = s.spawn(Fds::spare);
-            let same = prev_root
-                .as_ref()
-                .map(|(g, root)| s.spawn(move || check::unchanged(&g.files, root, threads)));
-            let parsed =
-                std::fs::read(&mpath).map_err(|e| LoadError::Read(mpath.clone(), e)).and_then(|raw| {
-                    // The generation's id (a hash of 5 MB for 10,000 devices) beside the parse.
-                    std::thread::scope(|s| {
-                        let id = s.spawn(|| sha256_hex(&raw)[..16].to_string());
-                        let m = parse_manifest(&raw, prev)?;
-                        Ok((m, id.join().map_err(|_| LoadError::Panicked)?))
-                    })
-                });
-            (parsed, fds.join(), same.map(|j| j.join()))
-        });
+        let big = std::fs::metadata(&mpath).is_ok_and(|m| m.len() > PARALLEL_MANIFEST_MIN);
+        let fds = Fds::spare();
+        let read = || {
+            let raw = std::fs::read(&mpath).map_err(|e| LoadError::Read(mpath.clone(), e))?;
+            if !big {
+                return Ok((parse_manifest(&raw, prev, false)?, sha256_hex(&raw)[..16].to_string()));
+            }
+            // The generation's id (a hash of 5 MB for 10,000 devices) beside the parse.
+            std::thread::scope(|s| {
+                let id = s.spawn(|| sha256_hex(&raw)[..16].to_string());
+                let m = parse_manifest(&raw, prev, true)?;
+                Ok((m, id.join().map_err(|_| LoadError::Panicked)?))
+            })
+        };
+        let (parsed, same) = match &prev_root {
+            Some((g, root)) if big => std::thread::scope(|s| {
+                let same = s.spawn(move || check::unchanged(&g.files, root, threads));
+                (read(), same.join().map_err(|_| ()))
+            }),
+            Some((g, root)) => (read(), Ok(check::unchanged(&g.files, root, 1))),
+            None => (read(), Err(())),
+        };
         let ((mut manifest, devices_sha), id) = parsed?;
-        let fds = fds.map_err(|_| LoadError::Panicked)?;
         // Found under the tree root the generation before had; a stat pass that panicked
         // proves nothing unchanged, so everything is hashed again.
         let same = match same {
-            Some(Ok(same)) if prev.is_some_and(|g| g.manifest.tftp_root == manifest.tftp_root) => same,
+            Ok(same) if prev.is_some_and(|g| g.manifest.tftp_root == manifest.tftp_root) => same,
             _ => Default::default(),
         };
         stats.manifest = started.elapsed();
@@ -334,7 +342,7 @@ impl Generation {
     /// directory that the build's `fabric_dir_from_out` was relative to.
     pub fn from_artifacts(art: &Artifacts, base: &Path) -> Result<Generation, LoadError> {
         let raw = &art.get(MANIFEST).ok_or_else(|| LoadError::MissingFile(MANIFEST.into()))?.bytes;
-        let (mut manifest, devices_sha) = parse_manifest(raw, None)?;
+        let (mut manifest, devices_sha) = parse_manifest(raw, None, false)?;
         // As in a loaded directory, the file list lives in the lookup table only.
         manifest.files = Vec::new();
         let prefix = format!("{TFTP_DIR}/");
@@ -451,13 +459,22 @@ impl Input {
     }
 }
 
+/// Above this size of runtime.json (about 2,000 devices), its parse and the stat pass run
+/// on threads of their own.
+const PARALLEL_MANIFEST_MIN: u64 = 1 << 20;
+
 /// Below this many files (per thread), checking in parallel is not worth a thread.
 const PARALLEL_MIN: usize = 128;
 
 /// One file of the tree, checked.
 /// runtime.json, and the sha256 of its devices list (`None` if it was parsed whole).
-/// `prev`'s devices are taken over if that list is unchanged.
-fn parse_manifest(raw: &[u8], prev: Option<&Generation>) -> Result<(Manifest, Option<[u8; 32]>), LoadError> {
+/// A large one (`parallel`) is parsed in parts, and `prev`'s devices are taken over if
+/// that list is unchanged.
+fn parse_manifest(
+    raw: &[u8],
+    prev: Option<&Generation>,
+    parallel: bool,
+) -> Result<(Manifest, Option<[u8; 32]>), LoadError> {
     // Straight into the types (a `serde_json::Value` first cost as much again in time, and
     // its freed nodes stayed in the heap). Only when that fails is the schema number read
     // on its own, so that a newer layout gets a clear message rather than a field-by-field
@@ -467,11 +484,14 @@ fn parse_manifest(raw: &[u8], prev: Option<&Generation>) -> Result<(Manifest, Op
         schema: Option<serde_json::Value>,
     }
     let schema = |v: &Option<serde_json::Value>| v.as_ref().and_then(|v| v.as_u64()).map_or(0, |n| n as u32);
-    // A part that fails is parsed again in the whole file, for an error whose line and
-    // column are the file's.
-    let parsed = parse_in_parts(raw, prev)
-        .map(|(m, sha)| (m, Some(sha)))
-        .or_else(|_| serde_json::from_slice::<Manifest>(raw).map(|m| (m, None)));
+    // A small manifest in one pass. A large one in parts; a part that fails is parsed
+    // again in the whole file, for an error whose line and column are the file's.
+    let whole = || serde_json::from_slice::<Manifest>(raw).map(|m| (m, None));
+    let parsed = if parallel {
+        parse_in_parts(raw, prev).map(|(m, sha)| (m, Some(sha))).or_else(|_| whole())
+    } else {
+        whole()
+    };
     match parsed {
         Ok((m, sha)) if m.schema == SCHEMA => Ok((m, sha)),
         Ok((m, _)) => Err(LoadError::Schema(m.schema)),
@@ -484,24 +504,27 @@ fn parse_manifest(raw: &[u8], prev: Option<&Generation>) -> Result<(Manifest, Op
 
 /// runtime.json with its two long lists, devices and files, parsed on two threads: for a
 /// large fabric they are nearly all of it (5 MB for 10,000 devices), and a reload waits
-/// for the parse. Devices whose text is unchanged from `prev`'s are taken over.
+/// for the parse. Devices whose text is unchanged from `prev`'s are taken over. (Both
+/// lists are parsed from bytes, as in the one-pass parse: the same code, not a second
+/// copy of it for `&str` input, whose pages a small fabric's footprint would count.)
 fn parse_in_parts(raw: &[u8], prev: Option<&Generation>) -> serde_json::Result<(Manifest, [u8; 32])> {
     use serde_json::value::RawValue;
     use ztpc::render::manifest::{DeviceInfo, ManifestOf};
     let m: ManifestOf<&RawValue, &RawValue> = serde_json::from_slice(raw)?;
+    let devices = || {
+        let text = m.devices.get().as_bytes();
+        let sha: [u8; 32] = Sha256::digest(text).into();
+        match prev.filter(|g| g.devices_sha == Some(sha)) {
+            Some(g) => Ok((Arc::clone(&g.manifest.devices), sha)),
+            None => serde_json::from_slice::<Vec<DeviceInfo>>(text).map(|d| (Arc::new(d), sha)),
+        }
+    };
     let (devices, files) = std::thread::scope(|s| {
-        let devices = s.spawn(|| {
-            let text = m.devices.get();
-            let sha: [u8; 32] = Sha256::digest(text.as_bytes()).into();
-            match prev.filter(|g| g.devices_sha == Some(sha)) {
-                Some(g) => Ok((Arc::clone(&g.manifest.devices), sha)),
-                None => serde_json::from_str::<Vec<DeviceInfo>>(text).map(|d| (Arc::new(d), sha)),
-            }
-        });
-        let files = serde_json::from_str::<Vec<FileInfo>>(m.files.get());
-        (devices.join(), files)
+        let d = s.spawn(devices);
+        let f = serde_json::from_slice::<Vec<FileInfo>>(m.files.get().as_bytes());
+        (d.join().map_err(|_| serde::de::Error::custom("parsing the devices panicked")), f)
     });
-    let (devices, sha) = devices.map_err(|_| serde::de::Error::custom("parsing the devices panicked"))??;
+    let (devices, sha) = devices??;
     Ok((m.with_lists(devices, files?), sha))
 }
 
