@@ -12,6 +12,7 @@ pub mod files;
 pub mod generation;
 pub mod group_commit;
 pub mod http;
+pub mod libm_free;
 pub mod memory;
 pub mod metrics;
 pub mod paths;
