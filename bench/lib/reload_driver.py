@@ -12,8 +12,8 @@ step), then polls GET /api/ztp/services on one keep-alive connection, every 0.5 
 its "generation" differs from the one before the build. reload_ms is from ztpc's exit (the
 swap) to the first poll answer naming the new generation, where the swap is the moment
 the served path first names a new inode (stat polled every 0.5 ms while ztpc runs; ztpc
-renames the old tree away and the new one in, then deletes the old tree and syncs the
-parent before it exits, which for big trees takes a while). It then fetches /ztp.json
+exchanges the new tree with the old one in one rename and syncs the parent, then deletes
+the old tree before it exits, which for big trees takes a while). It then fetches /ztp.json
 once and checks it is the new fabric's body. Every loop is bounded (N, and timeout_s per
 reload). Standard library only.
 """
@@ -77,8 +77,8 @@ def main():
         ino0 = os.stat(a.out).st_ino
         t0 = time.monotonic()
         p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        # The swap: the served path names a new inode (ztpc renames the old tree away,
-        # the new one in, then deletes the old tree and syncs before it exits).
+        # The swap: the served path names a new inode (ztpc exchanges the new tree
+        # with the old one in one rename, then deletes the old tree before it exits).
         t_swap, swap_seen = None, True
         while time.monotonic() - t0 < 120:
             try:

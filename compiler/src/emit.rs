@@ -1,8 +1,9 @@
 //! Pass 4, the only I/O: write the artifact set to a directory, atomically.
 //!
-//! Everything is written into a fresh directory beside the target, then swapped in with
-//! renames, so a reader (or the runtime's watcher) sees the old tree or the new one,
-//! never a mix, and a failed build leaves the target as it was.
+//! Everything is written into a fresh directory beside the target, then exchanged with
+//! it in one rename (see [`swap_in`]), so a reader (or the runtime's watcher) sees the
+//! old tree or the new one, never a mix and never no tree, and a failed build leaves the
+//! target as it was.
 //!
 //! A rebuild reuses what did not change: a file of the previous output whose bytes and
 //! mode equal the new artifact's is hard-linked into the new tree instead of written
@@ -199,25 +200,52 @@ impl Staging {
         fs::set_permissions(self.dir.path(), fs::Permissions::from_mode(0o755))
             .map_err(io(self.dir.path()))?;
         let staged = self.dir.keep();
-        let old = out.exists().then(|| parent.join(format!(".{name}.ztpc-old-{}", std::process::id())));
-        let swap = || -> Result<(), EmitError> {
-            if let Some(old) = &old {
-                fs::rename(&out, old).map_err(io(&out))?;
-            }
-            fs::rename(&staged, &out).map_err(io(&out))?;
-            // Make the renames themselves durable.
-            fs::File::open(&parent).and_then(|d| d.sync_all()).map_err(io(&parent))
-        };
-        let result = swap();
+        let result = swap_in(&staged, &out, &parent, &name);
         if result.is_err() {
             let _ = fs::remove_dir_all(&staged);
         }
-        if let (Ok(()), Some(old)) = (&result, &old) {
+        if let Ok(Some(old)) = &result {
             remove_politely(old).map_err(io(old))?;
         }
         let unchanged = self.unchanged.into_inner();
-        result.map(|()| Emitted { written: written.len(), unchanged })
+        result.map(|_| Emitted { written: written.len(), unchanged })
     }
+}
+
+/// Put the tree at `staged` in place at `out` (in `parent`, named `name`), durably.
+/// Returns where the tree it replaced now is, if there was one.
+///
+/// One `renameat2(RENAME_EXCHANGE)`: at every instant `out` names a complete tree, the
+/// old one or the new one (a server reading it, dhcpd or nginx say, never finds the path
+/// missing), and the old tree ends up at the staging name. Where the filesystem cannot
+/// exchange (EINVAL: some network and FUSE filesystems; ENOSYS: a kernel before 3.15),
+/// two renames instead: the old tree away, the new one in, with a moment between them
+/// in which `out` does not exist.
+fn swap_in(staged: &Path, out: &Path, parent: &Path, name: &str) -> Result<Option<PathBuf>, EmitError> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    use rustix::io::Errno;
+    let old = if !out.exists() {
+        fs::rename(staged, out).map_err(io(out))?;
+        None
+    } else {
+        match renameat_with(CWD, staged, CWD, out, RenameFlags::EXCHANGE) {
+            Ok(()) => Some(staged.to_path_buf()),
+            Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {
+                let old = parent.join(format!(".{name}.ztpc-old-{}", std::process::id()));
+                fs::rename(out, &old).map_err(io(out))?;
+                if let Err(e) = fs::rename(staged, out) {
+                    // Put the old tree back rather than leave no tree at all.
+                    let _ = fs::rename(&old, out);
+                    return Err(io(out)(e));
+                }
+                Some(old)
+            }
+            Err(e) => return Err(EmitError::Io { path: out.to_path_buf(), source: e.into() }),
+        }
+    };
+    // Make the renames themselves durable.
+    fs::File::open(parent).and_then(|d| d.sync_all()).map_err(io(parent))?;
+    Ok(old)
 }
 
 /// Delete a swapped-out tree at the lowest CPU priority. The new tree is in place, and a
@@ -322,5 +350,38 @@ mod tests {
         assert_eq!(getpriority_process(None).expect("getpriority"), before);
         assert_eq!(listing(tmp.path()), ["out"], "the old tree is gone");
         assert_eq!(listing(&out.join("tftp/devices")).len(), 40);
+    }
+
+    /// A reader never finds the output missing while builds replace it: the new tree is
+    /// exchanged with the old one in a single rename.
+    #[test]
+    fn the_output_path_names_a_tree_at_every_instant() {
+        use std::sync::atomic::AtomicBool;
+        let tmp = tempfile::tempdir().expect("tmp");
+        let out = tmp.path().join("out");
+        let tree = |i: usize| Artifacts::from([(MANIFEST.to_string(), file(&format!("{{\"build\":{i}}}")))]);
+        emit(&tree(0), &out).expect("first");
+        let done = AtomicBool::new(false);
+        let (missing, looks) = std::thread::scope(|s| {
+            let watcher = s.spawn(|| {
+                let (mut missing, mut looks) = (0u64, 0u64);
+                while !done.load(Ordering::Relaxed) {
+                    looks += 1;
+                    if fs::symlink_metadata(out.join(MANIFEST)).is_err() {
+                        missing += 1;
+                    }
+                }
+                (missing, looks)
+            });
+            for i in 1..=300 {
+                emit(&tree(i), &out).expect("rebuild");
+            }
+            done.store(true, Ordering::Relaxed);
+            watcher.join().expect("watcher")
+        });
+        assert!(looks > 1_000, "the watcher hardly ran ({looks} looks)");
+        assert_eq!(missing, 0, "{MANIFEST} was missing {missing} times in {looks} looks");
+        assert_eq!(fs::read(out.join(MANIFEST)).expect("read"), b"{\"build\":300}");
+        assert_eq!(listing(tmp.path()), ["out"], "an old tree was left behind");
     }
 }
