@@ -25,7 +25,7 @@ use hyper::{Method, Response, StatusCode};
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
-use crate::generation::{Data, Generation, ServedFile, ServedRef};
+use crate::generation::{Data, Generation, ServedFile, ServedRef, TreeFile};
 use crate::paths;
 
 /// Every response body this module (and the router) produces.
@@ -88,6 +88,18 @@ pub async fn respond(
         tracing::debug!(%peer, path = %clean, generation = %generation.id, "http: not found");
         return text(StatusCode::NOT_FOUND, "not found\n");
     };
+    if let ServedRef::Tree(f) = served
+        && !f.vouched()
+    {
+        let same = match Handle::try_current() {
+            Ok(rt) => still_matches(&rt, f).await,
+            Err(_) => false,
+        };
+        if !same {
+            tracing::warn!(%peer, path = %clean, generation = %generation.id, "http: file changed on disk since its check (no longer the sha256 in runtime.json): not served");
+            return text(StatusCode::SERVICE_UNAVAILABLE, "file changed on the server, retry later\n");
+        }
+    }
     let (size, sha) = match served {
         ServedRef::Tree(f) => (f.len(), Some(f.sha256.as_str())),
         ServedRef::Image(i) => (i.size, i.sha256.as_deref()),
@@ -161,6 +173,14 @@ pub async fn respond(
     };
     tracing::debug!(%peer, path = %clean, status = status.as_u16(), bytes = end - start, generation = %generation.id, "http: serving");
     with(status, head, body)
+}
+
+/// [`TreeFile::still_matches`] on the blocking pool: a file kept on disk that its
+/// timestamps no longer vouch for is hashed again before it is served, so the bytes sent
+/// are always those its ETag (the sha256) names. Any failure counts as changed.
+pub(crate) async fn still_matches(rt: &Handle, f: &TreeFile) -> bool {
+    let f = f.clone();
+    rt.spawn_blocking(move || f.still_matches()).await.is_ok_and(|r| r.is_ok_and(|same| same))
 }
 
 /// The strong validator of a file: its sha256 in quotes, built in one allocation.

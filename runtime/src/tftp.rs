@@ -176,6 +176,13 @@ impl Handler for GenHandler {
             crate::access::report(&self.state, "tftp", client.ip(), &clean, &device, owner);
             return Err(packet::Error::PermissionDenied);
         }
+        if let Served::Tree(f) = &served
+            && !f.vouched()
+            && !crate::files::still_matches(&self.rt, f).await
+        {
+            tracing::warn!(peer = %client, path = %clean, generation = %generation.id, "tftp: file changed on disk since its check (no longer the sha256 in runtime.json): not served");
+            return Err(packet::Error::Msg("file changed on the server, retry later".into()));
+        }
         // async-tftp opens one request at a time (the handler is behind its lock), so
         // requests waiting here are served in the order they came.
         let Some(slot) = Slot::wait(&self.slots, client.ip(), SLOT_WAIT).await else {

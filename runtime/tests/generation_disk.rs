@@ -80,6 +80,72 @@ async fn files_on_disk_outlive_their_directory() {
     assert!(whole.body == want_b && t.unwrap() == want_b, "after the swap: the new bytes");
 }
 
+/// A file kept on disk is served only while it is the file its check vouched for: one
+/// written in place after the load (the descriptor pins the inode, so the write shows
+/// through it) is hashed again at the request and refused over HTTP and TFTP, rather
+/// than sent under the ETag of bytes it no longer holds; once its bytes are back it is
+/// served again. A file whose timestamps were too recent at its check is hashed at each
+/// request and served while it matches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_written_in_place_after_its_check_is_not_served() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    build_dir(&tmp.path().join("src"), &out, 3);
+    let p = out.join("tftp").join(BIG_TREE);
+    let want = std::fs::read(&p).unwrap();
+    // Loaded at once: the build's timestamps are too recent to vouch for its files.
+    let fresh = Generation::load_dir(&out).unwrap();
+    let ztpc_sha = fresh.get(BIG_TREE).map(|s| match s {
+        ztp_runtime::generation::Served::Tree(f) => f.sha256,
+        _ => unreachable!(),
+    });
+    assert!(on_disk(&fresh, BIG_TREE));
+    let state = State::new(fresh);
+    let (http, tftp) = (start_http(Arc::clone(&state)).await, start_tftp(Arc::clone(&state)).await);
+    let target = format!("/{BIG_TREE}");
+    let fetch = move || {
+        let t = target.clone();
+        tokio::task::spawn_blocking(move || {
+            (
+                http_raw(http, "GET", t.as_bytes(), &[]),
+                tftp_read(tftp, BIG_TREE.as_bytes(), Some(1468), || ()),
+            )
+        })
+    };
+    let (h, t) = fetch().await.unwrap();
+    assert_eq!(h.status, 200);
+    assert!(h.body == want && t.unwrap() == want, "not vouched for by timestamps, but its bytes match");
+
+    // A generation whose check can vouch for the file (loaded well after the build).
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    state.swap(Generation::load_dir(&out).unwrap());
+    let (h, t) = fetch().await.unwrap();
+    assert!(h.status == 200 && h.body == want && t.unwrap() == want);
+    assert_eq!(h.header("etag").map(|e| e.trim_matches('"').to_string()), ztpc_sha);
+
+    // Written in place, same size, other bytes.
+    let mut edited = want.clone();
+    edited[1000] ^= 0xff;
+    std::fs::write(&p, &edited).unwrap();
+    let (h, t) = fetch().await.unwrap();
+    assert_eq!(h.status, 503, "an edited file must not be served under its old sha256");
+    assert!(h.body != edited && !String::from_utf8_lossy(&h.body).contains("#!"));
+    match t {
+        Err((_, msg)) => assert!(msg.contains("changed"), "{msg}"),
+        Ok(b) => panic!("TFTP served {} bytes of an edited file", b.len()),
+    }
+    // Grown by a byte: refused too.
+    let mut longer = want.clone();
+    longer.push(b'\n');
+    std::fs::write(&p, &longer).unwrap();
+    assert_eq!(fetch().await.unwrap().0.status, 503);
+
+    // The checked bytes back (a new mtime, so hashed at each request): served again.
+    std::fs::write(&p, &want).unwrap();
+    let (h, t) = fetch().await.unwrap();
+    assert!(h.status == 200 && h.body == want && t.unwrap() == want, "the checked bytes again");
+}
+
 /// A reload takes over what the serving generation checked when the file on disk is
 /// provably the same and unchanged (same inode, size and timestamps, same sha256
 /// listed), and reads and hashes anything else: a file rewritten in place with the

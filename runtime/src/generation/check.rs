@@ -30,8 +30,9 @@ use super::{Data, LoadError, TreeFile, sha256_hex};
 /// unchanged file into the new tree by hard link, which changes its ctime and nothing
 /// else, and with the ctime in the key no file survived a rebuild (every reload hashed
 /// the whole tree, and held a second descriptor per file). What that gives up is a
-/// write that sets the mtime back by hand; a file kept on disk is read on request, so
-/// such an edit made after a load was served in any case.
+/// write that keeps the size and sets the mtime back by hand. A file kept on disk is
+/// read on request, so the same key is compared again before each request
+/// ([`super::TreeFile::vouched`]): a write made after a load is caught there too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct FileKey {
     dev: u64,
@@ -50,7 +51,7 @@ impl FileKey {
         FileKey { dev: md.dev(), ino: md.ino(), size: md.size(), mtime: (md.mtime(), md.mtime_nsec()) }
     }
 
-    fn of_stat(st: &rustix::fs::Stat) -> FileKey {
+    pub(super) fn of_stat(st: &rustix::fs::Stat) -> FileKey {
         // The field types differ between architectures (hence the casts); the values
         // are those of `std::fs::Metadata`, which reads the same struct.
         #[allow(clippy::unnecessary_cast)]

@@ -134,6 +134,42 @@ impl TreeFile {
     pub fn read_all(&self) -> io::Result<Bytes> {
         self.read_range(0, self.len())
     }
+
+    /// Whether the file is provably still the one checked at load, by one `fstat` of its
+    /// descriptor (cheap enough for an async thread): held in memory, or on disk with
+    /// the size and mtime it was checked with. `false` for a file written in place since
+    /// (the descriptor pins the inode, so the write shows in the same file), and for one
+    /// whose timestamps were too recent at its check to vouch for it: before serving
+    /// either, [`TreeFile::still_matches`] hashes it again.
+    pub fn vouched(&self) -> bool {
+        match (&self.data, &self.key) {
+            (Data::Memory(_), _) => true,
+            (Data::Disk(f, _), Some(k)) => {
+                rustix::fs::fstat(&**f).is_ok_and(|st| FileKey::of_stat(&st) == *k)
+            }
+            (Data::Disk(..), None) => false,
+        }
+    }
+
+    /// Whether the bytes behind the descriptor still have the checked size and sha256
+    /// (runtime.json's). Reads the whole file: call it where blocking is allowed.
+    pub fn still_matches(&self) -> io::Result<bool> {
+        let Data::Disk(f, size) = &self.data else { return Ok(true) };
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut at = 0u64;
+        // Up to one byte past the checked size, to see a file that grew.
+        while at <= *size {
+            let n = f.read_at(&mut buf, at)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            at += n as u64;
+        }
+        let hex: String = h.finalize().iter().map(|x| format!("{x:02x}")).collect();
+        Ok(at == *size && hex == self.sha256)
+    }
 }
 
 /// A local image, served from where it is on disk.
