@@ -145,8 +145,8 @@ def main():
                   f"| {r['failed_or_mixed_responses']} | {w.get('body_a', 0):,} / {w.get('body_b', 0):,} "
                   f"| {r['bodies_after_switch_ok']} of {r['reloads_seen']} |")
     md += ["", "Where a load's time goes, from the runtime's log (medians over each run's reloads; runtime.json is "
-           "parsed while the files the generation before checked are stat'ed, then files are hashed or taken over):", ""]
-    md += ["| fabric | run | load+swap (ms) | runtime.json and stat pass (ms) | files (ms) | files hashed (kB) | files taken over |",
+           "parsed while the tree's directories are read to find the files the generation before checked, then files are hashed or taken over):", ""]
+    md += ["| fabric | run | load+swap (ms) | runtime.json and directory pass (ms) | files (ms) | files hashed (kB) | files taken over |",
            "|---|---|---|---|---|---|---|"]
     for n, r in fabrics.items():
         label = "examples/dc1" if n == "dc1" else f"{int(n):,} devices"
@@ -171,8 +171,8 @@ def main():
             ql, x = r["quiet_reload_ms"], r["runtime_log_medians"]["loaded"]
             md.append(f"  What bounds it: CPU. Without load the same reloads take p50 {ms(ql['p50'])} / p99 {ms(ql['p99'])} ms. "
                       f"Each load hashes the files the edit changed ({x['hashed']:,.0f}, {x['hashed_kb']:,.0f} kB), "
-                      f"fstats the {x['reused']:,.0f} it takes over through the descriptors it holds (about 1 µs each "
-                      "on this VM), and parses runtime.json; under wrk it shares the machine's 2 CPUs with wrk, the "
+                      f"reads the tree's directories to take over the other {x['reused']:,.0f}, "
+                      "and parses runtime.json; under wrk it shares the machine's 2 CPUs with wrk, the "
                       "runtime's own HTTP workers answering wrk, the driver's polling and ztpc.")
     with open(a.md, "w") as f:
         f.write("\n".join(md) + "\n")

@@ -147,10 +147,11 @@ async fn a_file_written_in_place_after_its_check_is_not_served() {
 }
 
 /// A reload takes over what the serving generation checked when the file on disk is
-/// provably the same and unchanged (same inode, size and timestamps, same sha256
-/// listed), and reads and hashes anything else: a file rewritten in place with the
-/// same size is caught by its checksum, never served on the strength of the old check,
-/// and a file whose timestamps are too recent to vouch for it is hashed every time.
+/// provably the same (same inode and sha256 listed; for a file held in memory also the
+/// same size and timestamps), and reads and hashes anything else: a file held in memory
+/// rewritten in place with the same size is caught by its checksum, and one whose
+/// timestamps are too recent to vouch for it is hashed every time. A file served from
+/// disk is checked again at each request instead.
 #[test]
 fn a_reload_hashes_only_what_may_have_changed() {
     let tmp = tempfile::tempdir().unwrap();
@@ -182,26 +183,53 @@ fn a_reload_hashes_only_what_may_have_changed() {
     assert!(tree_bytes(&b, BIG_TREE) == want && on_disk(&b, BIG_TREE));
     assert!(tree_bytes(&b, "ztp.json") == std::fs::read(out.join("tftp/ztp.json")).unwrap());
 
-    // Rewritten in place, same size, other bytes: hashed again, and refused.
-    let p = out.join("tftp").join(BIG_TREE);
-    let mut edited = want.clone();
-    edited[1000] ^= 0xff;
-    std::fs::write(&p, &edited).unwrap();
+    // A file held in memory rewritten in place, same size, other bytes: hashed again,
+    // and refused.
+    let z = out.join("tftp/ztp.json");
+    let ztp = std::fs::read(&z).unwrap();
+    let mut edited = ztp.clone();
+    let at = edited.iter().position(|c| c.is_ascii_lowercase()).unwrap();
+    edited[at] = if edited[at] == b'x' { b'y' } else { b'x' };
+    std::fs::write(&z, &edited).unwrap();
     match Generation::load_dir_reusing(&out, Some(&b)) {
-        Err(LoadError::Checksum(f)) => assert_eq!(f, BIG_TREE),
+        Err(LoadError::Checksum(f)) => assert_eq!(f, "ztp.json"),
         other => panic!("an edited file must fail its checksum, got {:?}", other.map(|(_, s)| s)),
     }
 
     // Put back, with a modification time ahead of now: timestamps that cannot rule out
     // a later write in the same clock tick. The file is hashed on every load.
-    std::fs::write(&p, &want).unwrap();
-    let f = std::fs::File::options().write(true).open(&p).unwrap();
+    std::fs::write(&z, &ztp).unwrap();
+    let f = std::fs::File::options().write(true).open(&z).unwrap();
     f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(3600)).unwrap();
     drop(f);
     let (c, s) = Generation::load_dir_reusing(&out, Some(&b)).unwrap();
     assert_eq!((s.hashed, s.reused), (1, n - 1));
-    let (_, s) = Generation::load_dir_reusing(&out, Some(&c)).unwrap();
+    let (c, s) = Generation::load_dir_reusing(&out, Some(&c)).unwrap();
     assert_eq!((s.hashed, s.reused), (1, n - 1), "a file not vouched for is hashed again");
+
+    // A file served from disk is taken over on its inode (the descriptor held pins it),
+    // and checked again at each request instead: rewritten in place, the reload takes
+    // it over, and the request's check finds it changed and no longer its sha256
+    // (`a_file_written_in_place_after_its_check_is_not_served` serves it).
+    let p = out.join("tftp").join(BIG_TREE);
+    assert!(tree_file(&c, BIG_TREE).vouched());
+    let mut edited = want.clone();
+    edited[1000] ^= 0xff;
+    std::fs::write(&p, &edited).unwrap();
+    let (d, s) = Generation::load_dir_reusing(&out, Some(&c)).unwrap();
+    assert_eq!((s.hashed, s.reused), (1, n - 1), "ztp.json, still not vouched for, is hashed again");
+    let f = tree_file(&d, BIG_TREE);
+    assert!(!f.vouched() && !f.still_matches().unwrap());
+    std::fs::write(&p, &want).unwrap();
+    assert!(!f.vouched() && f.still_matches().unwrap(), "its bytes back");
+}
+
+/// The tree file `path` of `g`.
+fn tree_file(g: &Generation, path: &str) -> ztp_runtime::generation::TreeFile {
+    match g.get(path) {
+        Some(ztp_runtime::generation::Served::Tree(f)) => f,
+        _ => panic!("{path} is not a tree file"),
+    }
 }
 
 /// A copy of `from` at `to` whose files are hard links to `from`'s, as `ztpc build`
@@ -360,9 +388,9 @@ fn many_files_are_all_checked() {
     let mut bytes = std::fs::read(&bad).unwrap();
     bytes[0] ^= 1;
     std::fs::write(&bad, &bytes).unwrap();
-    match Generation::load_dir_reusing(&out, Some(&g)) {
+    match Generation::load_dir(&out) {
         Err(LoadError::Checksum(f)) => assert_eq!(f, "devices/extra0500.sh"),
-        other => panic!("a bad file must be named, got {:?}", other.map(|(_, s)| s)),
+        other => panic!("a bad file must be named, got {:?}", other.map(|g| g.file_count())),
     }
     std::fs::remove_file(&bad).unwrap();
     match Generation::load_dir(&out) {

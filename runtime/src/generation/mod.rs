@@ -279,14 +279,14 @@ impl Generation {
         };
         let (parsed, same) = match &prev_root {
             Some((g, root)) if big => std::thread::scope(|s| {
-                let same = s.spawn(move || check::unchanged(&g.files, root, threads));
+                let same = s.spawn(move || check::unchanged(&g.files, root));
                 (read(), same.join().map_err(|_| ()))
             }),
-            Some((g, root)) => (read(), Ok(check::unchanged(&g.files, root, 1))),
+            Some((g, root)) => (read(), Ok(check::unchanged(&g.files, root))),
             None => (read(), Err(())),
         };
         let ((mut manifest, devices_sha), id) = parsed?;
-        // Found under the tree root the generation before had; a stat pass that panicked
+        // Found under the tree root the generation before had; a directory pass that panicked
         // proves nothing unchanged, so everything is hashed again.
         let same = match same {
             Ok(same) if prev.is_some_and(|g| g.manifest.tftp_root == manifest.tftp_root) => same,
@@ -495,7 +495,7 @@ impl Input {
     }
 }
 
-/// Above this size of runtime.json (about 2,000 devices), its parse and the stat pass run
+/// Above this size of runtime.json (about 2,000 devices), its parse and the directory pass run
 /// on threads of their own.
 const PARALLEL_MANIFEST_MIN: u64 = 1 << 20;
 
