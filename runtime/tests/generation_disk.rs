@@ -222,6 +222,14 @@ fn a_reload_hashes_only_what_may_have_changed() {
     assert!(!f.vouched() && !f.still_matches().unwrap());
     std::fs::write(&p, &want).unwrap();
     assert!(!f.vouched() && f.still_matches().unwrap(), "its bytes back");
+    assert!(!f.vouched(), "written too recently for its timestamps to vouch for what was read");
+    // Once its timestamps can vouch, a recheck that matched spares later requests the
+    // hashing; a later write is still seen.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(f.still_matches().unwrap() && f.vouched());
+    assert!(tree_file(&d, BIG_TREE).vouched(), "the same descriptor, the same answer");
+    std::fs::write(&p, &edited).unwrap();
+    assert!(!f.vouched() && !f.still_matches().unwrap());
 }
 
 /// The tree file `path` of `g`.

@@ -34,7 +34,7 @@ use super::{Data, LoadError, TreeFile, sha256_hex};
 /// read on request, so the same key is compared again before each request
 /// ([`super::TreeFile::vouched`]): a write made after a load is caught there too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct FileKey {
+pub(crate) struct FileKey {
     dev: u64,
     ino: u64,
     size: u64,
@@ -65,7 +65,7 @@ impl FileKey {
 
     /// Whether the file's last write (its mtime, also if set ahead) is before
     /// `horizon`, so that any later write must change the key.
-    fn settled(&self, horizon: SystemTime) -> bool {
+    pub(super) fn settled(&self, horizon: SystemTime) -> bool {
         let (s, ns) = self.mtime;
         u64::try_from(s)
             .ok()

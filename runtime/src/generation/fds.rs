@@ -11,9 +11,10 @@
 use std::fs::File;
 use std::ops::Deref;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::sync::Mutex;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use super::check::FileKey;
 
 /// Descriptors of served files open now: tree files held by generations, images open
 /// for a transfer.
@@ -21,12 +22,19 @@ static SERVED: AtomicI64 = AtomicI64::new(0);
 
 /// An open descriptor of a served file, counted while it is open (see the module doc).
 #[derive(Debug)]
-pub struct ServedFile(File);
+pub struct ServedFile {
+    file: File,
+    /// The file as a request last found it by hashing it again ([`super::TreeFile::still_matches`]),
+    /// when its check at load could not vouch for it: later requests compare with this
+    /// instead of hashing it each time. Kept here because the descriptor is shared by
+    /// every generation that took the file over (with the same sha256).
+    pub(super) rechecked: OnceLock<FileKey>,
+}
 
 impl ServedFile {
-    pub fn new(f: File) -> ServedFile {
+    pub fn new(file: File) -> ServedFile {
         SERVED.fetch_add(1, Ordering::Relaxed);
-        ServedFile(f)
+        ServedFile { file, rechecked: OnceLock::new() }
     }
 }
 
@@ -39,13 +47,13 @@ impl Drop for ServedFile {
 impl Deref for ServedFile {
     type Target = File;
     fn deref(&self) -> &File {
-        &self.0
+        &self.file
     }
 }
 
 impl AsFd for ServedFile {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.0.as_fd()
+        self.file.as_fd()
     }
 }
 

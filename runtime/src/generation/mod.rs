@@ -137,24 +137,27 @@ impl TreeFile {
 
     /// Whether the file is provably still the one checked at load, by one `fstat` of its
     /// descriptor (cheap enough for an async thread): held in memory, or on disk with
-    /// the size and mtime it was checked with. `false` for a file written in place since
-    /// (the descriptor pins the inode, so the write shows in the same file), and for one
+    /// the size and mtime it was checked with (or last rechecked with, see
+    /// [`TreeFile::still_matches`]). `false` for a file written in place since (the
+    /// descriptor pins the inode, so the write shows in the same file), and for one
     /// whose timestamps were too recent at its check to vouch for it: before serving
     /// either, [`TreeFile::still_matches`] hashes it again.
     pub fn vouched(&self) -> bool {
-        match (&self.data, &self.key) {
-            (Data::Memory(_), _) => true,
-            (Data::Disk(f, _), Some(k)) => {
-                rustix::fs::fstat(&**f).is_ok_and(|st| FileKey::of_stat(&st) == *k)
-            }
-            (Data::Disk(..), None) => false,
-        }
+        let Data::Disk(f, _) = &self.data else { return true };
+        let Ok(st) = rustix::fs::fstat(&**f) else { return false };
+        let now = FileKey::of_stat(&st);
+        self.key == Some(now) || f.rechecked.get() == Some(&now)
     }
 
     /// Whether the bytes behind the descriptor still have the checked size and sha256
-    /// (runtime.json's). Reads the whole file: call it where blocking is allowed.
+    /// (runtime.json's). Reads the whole file: call it where blocking is allowed. When
+    /// they do, and the file's timestamps can vouch for what was read (settled, and the
+    /// same before and after the read), later requests take [`TreeFile::vouched`]'s word
+    /// for it instead of hashing it again.
     pub fn still_matches(&self) -> io::Result<bool> {
         let Data::Disk(f, size) = &self.data else { return Ok(true) };
+        let horizon = SystemTime::now() - RACY_MARGIN;
+        let before = FileKey::of_stat(&rustix::fs::fstat(&**f)?);
         let mut h = Sha256::new();
         let mut buf = vec![0u8; 64 * 1024];
         let mut at = 0u64;
@@ -168,7 +171,13 @@ impl TreeFile {
             at += n as u64;
         }
         let hex: String = h.finalize().iter().map(|x| format!("{x:02x}")).collect();
-        Ok(at == *size && hex == self.sha256)
+        let same = at == *size && hex == self.sha256;
+        if same && before.settled(horizon) && FileKey::of_stat(&rustix::fs::fstat(&**f)?) == before {
+            // Set once: a file rechecked again later (written again, then put back) is
+            // hashed at each request, as before this.
+            let _ = f.rechecked.set(before);
+        }
+        Ok(same)
     }
 }
 
