@@ -4,7 +4,6 @@
 //! numbers); files to hash are opened by name in their directory (opened once per
 //! thread), not by a path walked from `/`.
 
-use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -16,7 +15,7 @@ use rustix::fs::{AtFlags, Mode, OFlags};
 use ztpc::render::manifest::FileInfo;
 
 use super::fds::Fds;
-use super::{Data, LoadError, TreeFile, sha256_hex};
+use super::{Data, LoadError, PathSet, Paths, TreeFile, sha256_hex};
 
 /// Which file, and which version of it, a tree file was checked through: a later load
 /// that finds the same key at the same path (with the same sha256 listed) takes the
@@ -134,8 +133,8 @@ impl<'r> Dirs<'r> {
 /// 1 µs each for 10,000 devices, a fifth of the reload's CPU (bench/reload under wrk:
 /// p99 113 ms with them, 94 ms without). A file held in memory has no descriptor pinning
 /// its inode, so its name is stat'ed for the rest of its key; a tree has a handful.
-pub(super) fn unchanged<'g>(prev: &'g HashMap<String, TreeFile>, root: &Path) -> HashSet<&'g str> {
-    let dirs: HashSet<&str> = prev.keys().map(|p| p.rsplit_once('/').map_or("", |(d, _)| d)).collect();
+pub(super) fn unchanged<'g>(prev: &'g Paths<TreeFile>, root: &Path) -> PathSet<'g> {
+    let dirs: PathSet = prev.keys().map(|p| p.rsplit_once('/').map_or("", |(d, _)| d)).collect();
     let mut named = Vec::with_capacity(prev.len());
     let mut opened = Vec::new();
     for dir in dirs {
@@ -172,7 +171,7 @@ struct Named<'g> {
 /// still has the inode number and device they were checked with, as the directory
 /// numbered `index`; returns the directory's descriptor. On an error it adds nothing.
 fn still_named<'g>(
-    prev: &'g HashMap<String, TreeFile>,
+    prev: &'g Paths<TreeFile>,
     root: &Path,
     dir: &str,
     index: usize,
