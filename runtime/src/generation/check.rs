@@ -131,7 +131,7 @@ impl<'r> Dirs<'r> {
 /// ([`super::TreeFile::vouched`], one `fstat`), which also catches a write made between
 /// reloads. Asking here as well cost an `fstat` per file on every reload: 10,839 of about
 /// 1 µs each for 10,000 devices, a fifth of the reload's CPU (bench/reload under wrk:
-/// p99 113 ms with them, 94 ms without). A file held in memory has no descriptor pinning
+/// p99 113 ms with them, 94 and 101 ms in two runs without). A file held in memory has no descriptor pinning
 /// its inode, so its name is stat'ed for the rest of its key; a tree has a handful.
 pub(super) fn unchanged<'g>(prev: &'g Paths<TreeFile>, root: &Path) -> PathSet<'g> {
     let dirs: PathSet = prev.keys().map(|p| p.rsplit_once('/').map_or("", |(d, _)| d)).collect();
