@@ -95,10 +95,7 @@ async fn a_file_written_in_place_after_its_check_is_not_served() {
     let want = std::fs::read(&p).unwrap();
     // Loaded at once: the build's timestamps are too recent to vouch for its files.
     let fresh = Generation::load_dir(&out).unwrap();
-    let ztpc_sha = fresh.get(BIG_TREE).map(|s| match s {
-        ztp_runtime::generation::Served::Tree(f) => f.sha256,
-        _ => unreachable!(),
-    });
+    let ztpc_sha = Some(tree_file(&fresh, BIG_TREE).sha256);
     assert!(on_disk(&fresh, BIG_TREE));
     let state = State::new(fresh);
     let (http, tftp) = (start_http(Arc::clone(&state)).await, start_tftp(Arc::clone(&state)).await);

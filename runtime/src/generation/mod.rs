@@ -170,8 +170,7 @@ impl TreeFile {
             h.update(&buf[..n]);
             at += n as u64;
         }
-        let hex: String = h.finalize().iter().map(|x| format!("{x:02x}")).collect();
-        let same = at == *size && hex == self.sha256;
+        let same = at == *size && hex(&h.finalize()) == self.sha256;
         if same && before.settled(horizon) && FileKey::of_stat(&rustix::fs::fstat(&**f)?) == before {
             // Set once: a file rechecked again later (written again, then put back) is
             // hashed at each request, as before this.
@@ -229,7 +228,11 @@ pub(super) type Paths<V> = HashMap<String, V, foldhash::fast::RandomState>;
 pub(super) type PathSet<'a> = std::collections::HashSet<&'a str, foldhash::fast::RandomState>;
 
 fn sha256_hex(b: &[u8]) -> String {
-    Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+    hex(&Sha256::digest(b))
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 impl Generation {
